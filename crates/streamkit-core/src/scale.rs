@@ -1,0 +1,1 @@
+//! Image scaling (skeleton: being filled in).
