@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::error::{Error, Result};
 use crate::time::Timing;
@@ -160,7 +160,56 @@ pub trait ExternalMemory: Send + Sync + 'static {
 
 enum Storage {
     Owned(Vec<u8>),
+    /// Memory that goes back to its [`BufferPool`] when the last frame using it drops.
+    Pooled(Vec<u8>, Weak<Mutex<Vec<Vec<u8>>>>),
     External(Box<dyn ExternalMemory>),
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Storage::Pooled(data, pool) = self {
+            if let Some(pool) = pool.upgrade() {
+                pool.lock().unwrap().push(std::mem::take(data));
+            }
+        }
+    }
+}
+
+/// Recycles frame-sized buffers so that a steady stream allocates nothing per
+/// frame: a buffer returns here when the last frame holding it is dropped.
+/// At most `max_free` idle buffers are kept; more are freed.
+pub struct BufferPool {
+    len: usize,
+    max_free: usize,
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl BufferPool {
+    pub fn new(len: usize, max_free: usize) -> BufferPool {
+        BufferPool { len, max_free, free: Arc::new(Mutex::new(Vec::new())) }
+    }
+
+    /// Bytes per buffer.
+    pub fn buffer_len(&self) -> usize {
+        self.len
+    }
+
+    /// A unique buffer of `buffer_len()` bytes. Its contents are whatever the
+    /// last user left: overwrite them.
+    pub fn acquire(&self) -> Buffer {
+        let data = {
+            let mut free = self.free.lock().unwrap();
+            free.truncate(self.max_free);
+            free.pop()
+        };
+        let data = data.unwrap_or_else(|| vec![0; self.len]);
+        Buffer(Arc::new(Storage::Pooled(data, Arc::downgrade(&self.free))))
+    }
+
+    /// Idle buffers waiting for reuse.
+    pub fn idle(&self) -> usize {
+        self.free.lock().unwrap().len()
+    }
 }
 
 /// Reference-counted pixel memory. Cloning shares; [`Buffer::make_mut`]
@@ -183,7 +232,7 @@ impl Buffer {
 
     pub fn as_slice(&self) -> &[u8] {
         match &*self.0 {
-            Storage::Owned(v) => v,
+            Storage::Owned(v) | Storage::Pooled(v, _) => v,
             Storage::External(m) => m.bytes(),
         }
     }
@@ -208,13 +257,14 @@ impl Buffer {
 
     /// Mutable bytes, copying first if the memory is shared or borrowed.
     pub fn make_mut(&mut self) -> &mut [u8] {
-        let owned_and_unique = matches!(Arc::get_mut(&mut self.0), Some(Storage::Owned(_)));
+        let owned_and_unique =
+            matches!(Arc::get_mut(&mut self.0), Some(Storage::Owned(_) | Storage::Pooled(..)));
         if !owned_and_unique {
             let copy = self.as_slice().to_vec();
             self.0 = Arc::new(Storage::Owned(copy));
         }
         match Arc::get_mut(&mut self.0) {
-            Some(Storage::Owned(v)) => v,
+            Some(Storage::Owned(v) | Storage::Pooled(v, _)) => v,
             _ => unreachable!("buffer was just made unique and owned"),
         }
     }
@@ -275,6 +325,21 @@ impl Frame {
         check_size(format, width, height)?;
         let layout = format.packed_layout(width, height);
         Ok(Frame::from_parts(format, width, height, layout, Buffer::zeroed(layout.byte_len())))
+    }
+
+    /// A packed frame whose memory comes from `pool` (contents unspecified:
+    /// overwrite every pixel).
+    pub fn from_pool(pool: &BufferPool, format: PixelFormat, width: u32, height: u32) -> Result<Frame> {
+        check_size(format, width, height)?;
+        let layout = format.packed_layout(width, height);
+        if pool.buffer_len() < layout.byte_len() {
+            return Err(Error::invalid(format!(
+                "pool buffers hold {} bytes, {format} {width}x{height} needs {}",
+                pool.buffer_len(),
+                layout.byte_len()
+            )));
+        }
+        Ok(Frame::from_parts(format, width, height, layout, pool.acquire()))
     }
 
     /// Wraps tightly packed pixels without copying them.
@@ -445,6 +510,26 @@ mod tests {
         let before = a.data().as_ptr();
         a.data_mut()[3] = 1;
         assert_eq!(before, a.data().as_ptr());
+    }
+
+    #[test]
+    fn pool_recycles_buffers() {
+        let pool = BufferPool::new(64, 2);
+        let a = pool.acquire();
+        let ptr = a.as_slice().as_ptr();
+        let shared = a.clone();
+        drop(a);
+        assert_eq!(pool.idle(), 0, "still held by a clone");
+        drop(shared);
+        assert_eq!(pool.idle(), 1);
+        let mut b = pool.acquire();
+        assert_eq!(b.as_slice().as_ptr(), ptr, "the same memory comes back");
+        assert_eq!(b.make_mut().as_ptr(), ptr, "a unique pooled buffer is written in place");
+        let held: Vec<_> = (0..5).map(|_| pool.acquire()).collect();
+        drop(held);
+        drop(b);
+        let _ = pool.acquire();
+        assert!(pool.idle() <= 2, "idle buffers are bounded");
     }
 
     #[test]
