@@ -55,9 +55,11 @@ pub struct LayerSpec {
     pub layer: Box<dyn Layer>,
 }
 
-pub type SourceFactory = Box<dyn Fn(&Uri) -> Result<Box<dyn Source>> + Send + Sync>;
-pub type SinkFactory = Box<dyn Fn(&Uri) -> Result<Box<dyn Sink>> + Send + Sync>;
-pub type LayerFactory = Box<dyn Fn(&Uri) -> Result<Box<dyn Layer>> + Send + Sync>;
+/// Factories get the registry too, so that a scheme can wrap another URI
+/// (`video:test:ball` builds its inner source through it).
+pub type SourceFactory = Box<dyn Fn(&Uri, &Registry) -> Result<Box<dyn Source>> + Send + Sync>;
+pub type SinkFactory = Box<dyn Fn(&Uri, &Registry) -> Result<Box<dyn Sink>> + Send + Sync>;
+pub type LayerFactory = Box<dyn Fn(&Uri, &Registry) -> Result<Box<dyn Layer>> + Send + Sync>;
 
 struct Entry<F> {
     info: SchemeInfo,
@@ -102,7 +104,7 @@ impl Registry {
 
     pub fn source<F>(&mut self, scheme: &str, summary: &str, example: &str, factory: F) -> &mut Self
     where
-        F: Fn(&Uri) -> Result<Box<dyn Source>> + Send + Sync + 'static,
+        F: Fn(&Uri, &Registry) -> Result<Box<dyn Source>> + Send + Sync + 'static,
     {
         let info = self.info(scheme, Kind::Source, summary, example);
         self.sources.insert(scheme.to_string(), Entry { info, factory: Box::new(factory) });
@@ -111,7 +113,7 @@ impl Registry {
 
     pub fn sink<F>(&mut self, scheme: &str, summary: &str, example: &str, factory: F) -> &mut Self
     where
-        F: Fn(&Uri) -> Result<Box<dyn Sink>> + Send + Sync + 'static,
+        F: Fn(&Uri, &Registry) -> Result<Box<dyn Sink>> + Send + Sync + 'static,
     {
         let info = self.info(scheme, Kind::Sink, summary, example);
         self.sinks.insert(scheme.to_string(), Entry { info, factory: Box::new(factory) });
@@ -120,7 +122,7 @@ impl Registry {
 
     pub fn layer<F>(&mut self, scheme: &str, summary: &str, example: &str, factory: F) -> &mut Self
     where
-        F: Fn(&Uri) -> Result<Box<dyn Layer>> + Send + Sync + 'static,
+        F: Fn(&Uri, &Registry) -> Result<Box<dyn Layer>> + Send + Sync + 'static,
     {
         let info = self.info(scheme, Kind::Layer, summary, example);
         self.layers.insert(scheme.to_string(), Entry { info, factory: Box::new(factory) });
@@ -160,13 +162,13 @@ impl Registry {
     pub fn build_source(&self, text: &str) -> Result<Box<dyn Source>> {
         let uri = self.resolve(text, Kind::Source)?;
         let entry = lookup(&self.sources, &uri, Kind::Source)?;
-        (entry.factory)(&uri)
+        (entry.factory)(&uri, self)
     }
 
     pub fn build_sink(&self, text: &str) -> Result<Box<dyn Sink>> {
         let uri = self.resolve(text, Kind::Sink)?;
         let entry = lookup(&self.sinks, &uri, Kind::Sink)?;
-        (entry.factory)(&uri)
+        (entry.factory)(&uri, self)
     }
 
     /// Builds a layer; `id`, `z` and `opacity` in the query are placement
@@ -187,7 +189,7 @@ impl Registry {
                 .ok_or_else(|| Error::uri(text, format!("option 'opacity={o}' is not a number from 0 to 1")))?,
         };
         let entry = lookup(&self.layers, &uri, Kind::Layer)?;
-        let layer = (entry.factory)(&uri)?;
+        let layer = (entry.factory)(&uri, self)?;
         Ok(LayerSpec { id, z_index, opacity, layer })
     }
 
@@ -253,14 +255,14 @@ mod tests {
     fn registry() -> Registry {
         let mut r = Registry::new();
         r.plugin("demo", "for tests")
-            .source("test", "patterns", "test:smpte", |uri| {
+            .source("test", "patterns", "test:smpte", |uri, _| {
                 let mut o = uri.options();
                 let size = o.size("size")?;
                 o.finish()?;
                 Ok(Box::new(Empty(format!("{} {size:?}", uri.body))))
             })
-            .source("y4m", "Y4M files", "y4m:in.y4m", |uri| Ok(Box::new(Empty(format!("y4m {}", uri.body)))))
-            .layer("text", "text", "text:Hi", |_| Ok(Box::new(FnLayer::new(|_: &mut crate::canvas::Canvas<'_>, _: &crate::FrameContext<'_>| Ok(())))))
+            .source("y4m", "Y4M files", "y4m:in.y4m", |uri, _| Ok(Box::new(Empty(format!("y4m {}", uri.body)))))
+            .layer("text", "text", "text:Hi", |_, _| Ok(Box::new(FnLayer::new(|_: &mut crate::canvas::Canvas<'_>, _: &crate::FrameContext<'_>| Ok(())))))
             .file_extension("y4m", "y4m")
             .stdio("y4m");
         r
