@@ -5,6 +5,15 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::queue::QueuePolicy;
+use crate::time::Fps;
+
+/// What a sink learns about the stream before its first frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub fps: Fps,
+    /// Output size, when known before the first frame.
+    pub size: Option<(u32, u32)>,
+}
 
 /// A destination for frames: a file, a player, a network peer.
 #[async_trait]
@@ -17,6 +26,10 @@ pub trait Sink: Send {
     fn queue_policy(&self) -> QueuePolicy {
         QueuePolicy::Block
     }
+
+    /// Called once before the first frame: sinks whose format records the
+    /// frame rate (Y4M, MP4, HLS) take it from here.
+    fn set_stream_info(&mut self, _info: &StreamInfo) {}
 
     /// Writes one frame. The frame is shared: keep a clone rather than copying.
     async fn write(&mut self, frame: &Frame) -> Result<()>;

@@ -21,7 +21,7 @@ use crate::compositor::{Compositor, LayerControl};
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::queue;
-use crate::sink::Sink;
+use crate::sink::{Sink, StreamInfo};
 use crate::source::Source;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::time::Fps;
@@ -163,6 +163,10 @@ impl Stream {
             return Err(Error::invalid("a stream needs at least one sink (e.g. -o out.y4m)"));
         }
         let capacity = self.options.queue_capacity.unwrap_or(4);
+        let info = StreamInfo { fps: self.fps, size: self.compositor.size() };
+        for sink in &mut self.sinks {
+            sink.set_stream_info(&info);
+        }
         let (mut outputs, tasks): (Vec<SinkTask>, Vec<_>) =
             self.sinks.drain(..).map(|sink| SinkTask::spawn(sink, capacity, self.stats.clone())).unzip();
         let mut failures = Vec::new();
