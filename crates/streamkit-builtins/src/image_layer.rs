@@ -84,8 +84,12 @@ impl Layer for ImageLayer {
     async fn render(&mut self, canvas: &mut Canvas<'_>, ctx: &FrameContext<'_>) -> Result<()> {
         let (w, h) = (self.image.width() as f32, self.image.height() as f32);
         let (x, y) = self.placement.resolve(ctx.width as f32, ctx.height as f32, w, h);
-        canvas.draw_image(&self.image, x.round(), y.round(), 1.0);
+        canvas.draw_image(&self.image, x.round(), y.round(), ctx.opacity);
         Ok(())
+    }
+
+    fn applies_opacity(&self) -> bool {
+        true
     }
 }
 

@@ -9,11 +9,13 @@
 //! | `y4m:` (`.y4m`, `-`) | source, sink | YUV4MPEG2 files and pipes |
 //! | `png:` (`.png`) | sink | PNG snapshot or image sequence (`frames/%05d.png`) |
 //! | `raw:` (`.raw`) | sink | raw pixels for `ffplay -f rawvideo` |
+//! | `null:` | sink | discards frames |
 //! | `text:`, `clock:` | layer | text with `{frame}`, `{time}`, `{fps}` … placeholders |
 //! | `image:` | layer | a PNG logo or watermark |
 //! | `video:` | layer | any source as picture-in-picture |
 
 pub mod image_layer;
+pub mod null_sink;
 pub mod placement;
 pub mod png_sink;
 pub mod raw;
@@ -25,6 +27,7 @@ pub mod y4m;
 use streamkit_core::registry::Registry;
 
 pub use image_layer::ImageLayer;
+pub use null_sink::NullSink;
 pub use test_source::{Pattern, TestSource};
 pub use text_layer::TextLayer;
 pub use video_layer::VideoLayer;
@@ -39,6 +42,10 @@ pub fn register(registry: &mut Registry) {
             "test:smpte?size=1920x1080&fps=30",
             |uri, _| Ok(Box::new(TestSource::from_uri(uri)?)),
         )
+        .sink("null", "discards frames (benchmarks, dry runs)", "null:", |uri, _| {
+            uri.options().finish()?;
+            Ok(Box::new(NullSink::default()))
+        })
         .layer(
             "text",
             "text with {frame} {time} {timecode} {fps} {clock} (size=, color=, bg=, font=, pos=, x=, y=)",

@@ -137,6 +137,7 @@ impl TestSource {
             height: self.height,
             base_frame: None,
             timing,
+            opacity: 1.0,
         };
         let mut canvas = Canvas::new(&mut frame)?;
         match &mut self.painter {

@@ -105,8 +105,13 @@ impl Layer for VideoLayer {
         let (x, y) = self.placement.resolve(ctx.width as f32, ctx.height as f32, w as f32, h as f32);
         let (pixels, stride) = frame.plane(0);
         let (cw, ch) = (canvas.width(), canvas.height());
-        blend::over_rect(canvas.pixels_mut(), cw, ch, pixels, w, h, stride, x.round() as i32, y.round() as i32, 255);
+        let alpha = (ctx.opacity * 255.0).round() as u8;
+        blend::over_rect(canvas.pixels_mut(), cw, ch, pixels, w, h, stride, x.round() as i32, y.round() as i32, alpha);
         Ok(())
+    }
+
+    fn applies_opacity(&self) -> bool {
+        true
     }
 
     async fn close(&mut self) -> Result<()> {

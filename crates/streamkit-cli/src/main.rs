@@ -1,1 +1,83 @@
-fn main(){}
+//! `streamkit` — compose video from sources, layers and sinks named by URIs.
+
+mod bench;
+mod list;
+mod plugins;
+mod probe;
+mod progress;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  # SMPTE bars with a frame counter, 300 frames to a Y4M file ffmpeg and mpv read
+  streamkit run 'test:smpte?size=1920x1080&fps=30' --layer 'text:Frame {frame}' --frames 300 -o out.y4m
+
+  # Several outputs at once, and a PNG snapshot of frame 100
+  streamkit run test:ball --frames 300 -o out.y4m -o 'snap.png?frame=100'
+
+  # Pipe into ffplay in real time
+  streamkit run test:ball --realtime -o - | ffplay -
+
+  # What schemes exist, and what a source yields
+  streamkit list
+  streamkit probe 'test:checker?size=640x360' --frames 3
+
+URIs: scheme:body?key=value&… (a bare path picks its scheme by extension; - is stdin/stdout).
+Run `streamkit list` for every scheme, its options and an example.";
+
+#[derive(Parser)]
+#[command(name = "streamkit", version, about = "Real-time video: sources → compositor → sinks", after_help = EXAMPLES)]
+struct Cli {
+    /// More log output (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a stream: a source, any layers, one or more outputs.
+    Run(run::RunArgs),
+    /// List plugins, URI schemes, their options and examples.
+    List,
+    /// Show what a source yields: size, rate and each frame's timing.
+    Probe(probe::ProbeArgs),
+    /// Whole-pipeline benchmark scenarios (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::List => list::list(),
+            Command::Probe(args) => probe::probe(args).await,
+            Command::Bench(args) => bench::bench(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streamkit: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

@@ -179,6 +179,7 @@ impl Compositor {
             height,
             base_frame: base.as_ref(),
             timing: &timing,
+            opacity: 1.0,
         };
         for entry in self.layers.iter_mut().filter(|e| e.info.visible && e.info.opacity > 0.0) {
             let started = Instant::now();
@@ -263,9 +264,10 @@ async fn close_layer(mut entry: Entry) {
 async fn render_entry(entry: &mut Entry, out: &mut Frame, ctx: &FrameContext<'_>) -> Result<()> {
     let opacity = entry.info.opacity;
     let id = entry.info.id.clone();
-    if opacity >= 1.0 {
+    if opacity >= 1.0 || entry.layer.applies_opacity() {
         let mut canvas = Canvas::new(out)?;
-        return guarded(&id, entry.layer.render(&mut canvas, ctx)).await;
+        let ctx = FrameContext { opacity, ..*ctx };
+        return guarded(&id, entry.layer.render(&mut canvas, &ctx)).await;
     }
     let (w, h) = out.size();
     let scratch = match &mut entry.scratch {

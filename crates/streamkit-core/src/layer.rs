@@ -23,6 +23,9 @@ pub struct FrameContext<'a> {
     pub base_frame: Option<&'a Frame>,
     /// Timing of the frame being composed.
     pub timing: &'a Timing,
+    /// The layer's opacity (0..1), for layers that apply it themselves
+    /// (see [`Layer::applies_opacity`]); 1.0 for the others.
+    pub opacity: f32,
 }
 
 /// Something drawn onto the output: a video, a drawing, an overlay, a model's
@@ -33,6 +36,14 @@ pub trait Layer: Send {
     /// Draws onto `canvas` (premultiplied RGBA at the output size). An error
     /// skips this layer for this frame only; the stream goes on.
     async fn render(&mut self, canvas: &mut Canvas<'_>, ctx: &FrameContext<'_>) -> Result<()>;
+
+    /// True when the layer scales what it draws by `ctx.opacity` itself
+    /// (e.g. blending a picture at that opacity). Other layers with an
+    /// opacity below 1 draw onto a scratch surface that is then blended,
+    /// which costs a clear and a full-frame blend.
+    fn applies_opacity(&self) -> bool {
+        false
+    }
 
     /// Releases what the layer holds (e.g. a video layer's source).
     async fn close(&mut self) -> Result<()> {

@@ -1,0 +1,9 @@
+//! Every plugin this binary ships, registered into one registry.
+
+use streamkit_core::registry::Registry;
+
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    streamkit_builtins::register(&mut registry);
+    registry
+}
