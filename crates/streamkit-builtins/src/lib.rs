@@ -42,6 +42,44 @@ pub fn register(registry: &mut Registry) {
             "test:smpte?size=1920x1080&fps=30",
             |uri, _| Ok(Box::new(TestSource::from_uri(uri)?)),
         )
+        .source(
+            "y4m",
+            "YUV4MPEG2 file, or stdin for '-' (loop)",
+            "y4m:clip.y4m?loop",
+            |uri, _| {
+                let mut o = uri.options();
+                let looped = o.flag("loop")?.unwrap_or(false);
+                o.finish()?;
+                if uri.body.is_empty() || uri.body == "-" {
+                    return Ok(Box::new(y4m::Y4mSource::stdin()?));
+                }
+                Ok(Box::new(y4m::Y4mSource::open_with(&uri.body, y4m::Y4mSourceOptions { looped })?))
+            },
+        )
+        .sink("y4m", "YUV4MPEG2 file (I420), or stdout for '-' (fps=)", "out.y4m", |uri, _| {
+            let mut o = uri.options();
+            let fps = o.fps("fps")?;
+            o.finish()?;
+            if uri.body.is_empty() || uri.body == "-" {
+                return Ok(Box::new(y4m::Y4mSink::stdout(fps)));
+            }
+            Ok(Box::new(y4m::Y4mSink::create(&uri.body, fps)?))
+        })
+        .sink(
+            "raw",
+            "raw packed pixels, no header, for ffplay -f rawvideo (format=rgba|bgra|i420|nv12|gray8)",
+            "raw:-?format=i420",
+            |uri, _| {
+                let mut o = uri.options();
+                let format = o.string("format").map(streamkit_core::PixelFormat::from_name).transpose()?;
+                o.finish()?;
+                let path = if uri.body.is_empty() { "-" } else { uri.body.as_str() };
+                Ok(Box::new(raw::RawSink::create(path, format.unwrap_or(streamkit_core::PixelFormat::Rgba8Premul))?))
+            },
+        )
+        .file_extension("y4m", "y4m")
+        .file_extension("raw", "raw")
+        .stdio("y4m")
         .sink("null", "discards frames (benchmarks, dry runs)", "null:", |uri, _| {
             uri.options().finish()?;
             Ok(Box::new(NullSink::default()))
@@ -71,3 +109,8 @@ pub fn register(registry: &mut Registry) {
             |uri, registry| Ok(Box::new(VideoLayer::from_uri(uri, registry)?)),
         );
 }
+
+/// Compiles the README's Rust example.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,83 @@
+//! Helpers for tests that check our output with real peers.
+//!
+//! A peer that is missing skips the test with a note — except under
+//! `CI=true`, where it is a failure: CI must never pass by skipping.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether `tool` can be run. Missing + `CI=true` panics.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new(tool).arg("-version").output().is_ok();
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{tool} is required with CI=true (install it: scripts/test does, as root)");
+        }
+        eprintln!("note: {tool} not found; skipping this peer check");
+    }
+    found
+}
+
+/// Runs `tool args…`, panicking with its stderr when it fails; returns (stdout, stderr).
+pub fn run_tool(tool: &str, args: &[&str]) -> (String, String) {
+    let out = Command::new(tool).args(args).output().unwrap_or_else(|e| panic!("running {tool}: {e}"));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(out.status.success(), "{tool} {args:?} failed ({}):\n{stderr}", out.status);
+    (stdout, stderr)
+}
+
+/// What ffprobe says of a file's first video stream.
+#[derive(Debug, PartialEq, Eq)]
+pub struct VideoStream {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// e.g. `30/1`.
+    pub frame_rate: String,
+    /// Frames ffprobe decoded (counted, not taken from the header).
+    pub frames: u64,
+}
+
+/// Decodes every frame of `path` with ffprobe. `None` when ffprobe is
+/// missing (and CI is not set).
+pub fn ffprobe_video(path: &Path) -> Option<VideoStream> {
+    if !require_tool("ffprobe") {
+        return None;
+    }
+    let (out, _) = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,r_frame_rate,nb_read_frames",
+            "-of",
+            "default=noprint_wrappers=1",
+            path.to_str().expect("utf-8 path"),
+        ],
+    );
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("ffprobe printed no {name}: {out}"))
+            .to_string()
+    };
+    Some(VideoStream {
+        codec: field("codec_name"),
+        width: field("width").parse().unwrap(),
+        height: field("height").parse().unwrap(),
+        frame_rate: field("r_frame_rate"),
+        frames: field("nb_read_frames").parse().unwrap(),
+    })
+}
+
+/// A fresh, empty directory for one test, under the target's temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("streamkit-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
