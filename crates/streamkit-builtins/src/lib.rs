@@ -77,6 +77,22 @@ pub fn register(registry: &mut Registry) {
                 Ok(Box::new(raw::RawSink::create(path, format.unwrap_or(streamkit_core::PixelFormat::Rgba8Premul))?))
             },
         )
+        .sink(
+            "png",
+            "PNG snapshot (last frame, or frame=N) or sequence for a %05d pattern (every=, start=)",
+            "png:frames/%2505d.png",
+            |uri, _| {
+                let mut o = uri.options();
+                let options = png_sink::PngSinkOptions {
+                    frame: o.parse("frame", "a frame number")?,
+                    every: o.parse("every", "a frame count")?,
+                    start: o.parse("start", "a file number")?,
+                };
+                o.finish()?;
+                Ok(Box::new(png_sink::PngSink::create(&uri.body, options)?))
+            },
+        )
+        .file_extension("png", "png")
         .file_extension("y4m", "y4m")
         .file_extension("raw", "raw")
         .stdio("y4m")
