@@ -233,8 +233,8 @@ fn smpte_bars(canvas: &mut Canvas<'_>) {
 
 fn gradient(canvas: &mut Canvas<'_>) {
     let (w, h) = (canvas.width() as f32, canvas.height() as f32);
-    let mut paint = Paint::default();
-    paint.shader = Some(Shader::LinearGradient {
+    let paint = Paint {
+        shader: Some(Shader::LinearGradient {
         start: (0.0, 0.0),
         end: (w, h),
         stops: vec![
@@ -242,8 +242,10 @@ fn gradient(canvas: &mut Canvas<'_>) {
             (0.5, Color::from_rgba8(180, 40, 140, 255)),
             (1.0, Color::from_rgba8(250, 200, 60, 255)),
         ],
-        mode: tiny_skia::SpreadMode::Pad,
-    });
+            mode: tiny_skia::SpreadMode::Pad,
+        }),
+        ..Paint::default()
+    };
     canvas.draw_paint(&paint);
 }
 

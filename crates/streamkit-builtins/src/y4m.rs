@@ -705,7 +705,6 @@ pub(crate) mod testutil {
     //! Helpers shared by the Y4M, PNG and raw sink tests.
 
     use std::path::{Path, PathBuf};
-    use std::process::Command;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use streamkit_core::frame::Buffer;

@@ -7,7 +7,7 @@ fn frame(seed: u32) -> Vec<u8> {
     (0..1920 * 1080)
         .flat_map(|i: u32| {
             let a = ((i.wrapping_mul(seed) >> 3) % 256) as u8;
-            let c = |k: u32| ((i.wrapping_mul(k) % 256) as u32 * a as u32 / 255) as u8;
+            let c = |k: u32| (i.wrapping_mul(k) % 256 * a as u32 / 255) as u8;
             [c(3), c(5), c(7), a]
         })
         .collect()

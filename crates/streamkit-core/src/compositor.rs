@@ -185,7 +185,7 @@ impl Compositor {
             let started = Instant::now();
             if let Err(e) = render_entry(entry, &mut out, &ctx).await {
                 let count = self.stats.layer_error(&entry.info.id);
-                if count == 1 || count % 100 == 0 {
+                if count == 1 || count.is_multiple_of(100) {
                     tracing::warn!(layer = %entry.info.id, errors = count, "{e}; layer skipped for this frame");
                 }
             }

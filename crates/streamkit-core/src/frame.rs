@@ -474,7 +474,7 @@ pub fn check_size(format: PixelFormat, width: u32, height: u32) -> Result<()> {
             "frame size {width}x{height} is out of range (1..={MAX_DIMENSION} on each side)"
         )));
     }
-    if format.needs_even_size() && (width % 2 != 0 || height % 2 != 0) {
+    if format.needs_even_size() && (!width.is_multiple_of(2) || !height.is_multiple_of(2)) {
         return Err(Error::invalid(format!("{format} needs an even width and height, got {width}x{height}")));
     }
     Ok(())

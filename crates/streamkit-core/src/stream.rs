@@ -360,8 +360,11 @@ mod tests {
         }
     }
 
+    /// (frame number, first pixel) of each frame written, and whether the sink was closed.
+    type Written = (Vec<(u64, [u8; 4])>, bool);
+
     #[derive(Clone, Default)]
-    struct Collected(Arc<Mutex<(Vec<(u64, [u8; 4])>, bool)>>);
+    struct Collected(Arc<Mutex<Written>>);
 
     struct Collect(Collected);
 
@@ -438,7 +441,7 @@ mod tests {
         let out = Collected::default();
         let stream = Stream::new(counter(5), vec![Box::new(Collect(out.clone()))], StreamOptions::default());
         stream.layers().add_layer("bad", 1, FnLayer::new(|_: &mut Canvas<'_>, ctx: &FrameContext<'_>| {
-            if ctx.frame_number % 2 == 0 {
+            if ctx.frame_number.is_multiple_of(2) {
                 panic!("layer bug");
             }
             Ok(())
