@@ -42,20 +42,15 @@ pub fn register(registry: &mut Registry) {
             "test:smpte?size=1920x1080&fps=30",
             |uri, _| Ok(Box::new(TestSource::from_uri(uri)?)),
         )
-        .source(
-            "y4m",
-            "YUV4MPEG2 file, or stdin for '-' (loop)",
-            "y4m:clip.y4m?loop",
-            |uri, _| {
-                let mut o = uri.options();
-                let looped = o.flag("loop")?.unwrap_or(false);
-                o.finish()?;
-                if uri.body.is_empty() || uri.body == "-" {
-                    return Ok(Box::new(y4m::Y4mSource::stdin()?));
-                }
-                Ok(Box::new(y4m::Y4mSource::open_with(&uri.body, y4m::Y4mSourceOptions { looped })?))
-            },
-        )
+        .source("y4m", "YUV4MPEG2 file, or stdin for '-' (loop)", "y4m:clip.y4m?loop", |uri, _| {
+            let mut o = uri.options();
+            let looped = o.flag("loop")?.unwrap_or(false);
+            o.finish()?;
+            if uri.body.is_empty() || uri.body == "-" {
+                return Ok(Box::new(y4m::Y4mSource::stdin()?));
+            }
+            Ok(Box::new(y4m::Y4mSource::open_with(&uri.body, y4m::Y4mSourceOptions { looped })?))
+        })
         .sink("y4m", "YUV4MPEG2 file (I420), or stdout for '-' (fps=)", "out.y4m", |uri, _| {
             let mut o = uri.options();
             let fps = o.fps("fps")?;

@@ -112,8 +112,13 @@ impl TestSource {
             "checker" | "checkerboard" => Pattern::Checker,
             "solid" => Pattern::Solid(color.unwrap_or(Color::BLACK)),
             other => {
-                let hint = streamkit_core::uri::closest(other, PATTERNS).map(|p| format!("; did you mean '{p}'?")).unwrap_or_default();
-                return Err(Error::uri(&uri.raw, format!("unknown test pattern '{other}'; known: {}{hint}", PATTERNS.join(", "))));
+                let hint = streamkit_core::uri::closest(other, PATTERNS)
+                    .map(|p| format!("; did you mean '{p}'?"))
+                    .unwrap_or_default();
+                return Err(Error::uri(
+                    &uri.raw,
+                    format!("unknown test pattern '{other}'; known: {}{hint}", PATTERNS.join(", ")),
+                ));
             }
         };
         let source = TestSource::new(pattern, width, height, fps)?;
@@ -235,13 +240,13 @@ fn gradient(canvas: &mut Canvas<'_>) {
     let (w, h) = (canvas.width() as f32, canvas.height() as f32);
     let paint = Paint {
         shader: Some(Shader::LinearGradient {
-        start: (0.0, 0.0),
-        end: (w, h),
-        stops: vec![
-            (0.0, Color::from_rgba8(20, 30, 120, 255)),
-            (0.5, Color::from_rgba8(180, 40, 140, 255)),
-            (1.0, Color::from_rgba8(250, 200, 60, 255)),
-        ],
+            start: (0.0, 0.0),
+            end: (w, h),
+            stops: vec![
+                (0.0, Color::from_rgba8(20, 30, 120, 255)),
+                (0.5, Color::from_rgba8(180, 40, 140, 255)),
+                (1.0, Color::from_rgba8(250, 200, 60, 255)),
+            ],
             mode: tiny_skia::SpreadMode::Pad,
         }),
         ..Paint::default()

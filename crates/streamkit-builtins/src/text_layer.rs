@@ -152,7 +152,16 @@ mod tests {
     use streamkit_core::{Frame, PixelFormat, Timing};
 
     fn ctx(timing: &Timing) -> FrameContext<'_> {
-        FrameContext { time: 65.5, frame_number: 1965, fps: 30.0, width: 320, height: 240, base_frame: None, timing, opacity: 1.0 }
+        FrameContext {
+            time: 65.5,
+            frame_number: 1965,
+            fps: 30.0,
+            width: 320,
+            height: 240,
+            base_frame: None,
+            timing,
+            opacity: 1.0,
+        }
     }
 
     #[test]

@@ -84,7 +84,8 @@ fn query_text(query: &[(String, String)]) -> String {
     if query.is_empty() {
         return String::new();
     }
-    let pairs: Vec<String> = query.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") }).collect();
+    let pairs: Vec<String> =
+        query.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") }).collect();
     format!("?{}", pairs.join("&"))
 }
 

@@ -72,7 +72,10 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
         });
         println!("{json}");
     } else {
-        println!("compose 1920x1080, base + video + alpha + drawing layers, {} frames, median of {}:", args.frames, args.runs);
+        println!(
+            "compose 1920x1080, base + video + alpha + drawing layers, {} frames, median of {}:",
+            args.frames, args.runs
+        );
         println!("  streamkit : {ours_fps:7.1} fps  (compose {compose:.2} ms/frame)");
         if let Some(anchor) = anchor_fps {
             println!("  gstreamer : {anchor:7.1} fps  (compositor, 2 BGRA inputs, one at alpha 0.5)");
@@ -91,21 +94,30 @@ fn median(values: &mut [f64]) -> f64 {
 async fn compose_run(frames: u64) -> Result<(f64, f64)> {
     let (w, h, fps) = (1920, 1080, Fps::new(30, 1));
     let base = TestSource::new(Pattern::Smpte, w, h, fps)?;
-    let stream = Stream::new(Box::new(base), vec![Box::new(NullSink::default())], StreamOptions {
-        max_frames: Some(frames),
-        ..Default::default()
-    });
+    let stream = Stream::new(
+        Box::new(base),
+        vec![Box::new(NullSink::default())],
+        StreamOptions { max_frames: Some(frames), ..Default::default() },
+    );
     let layers = stream.layers();
     let video = TestSource::new(Pattern::Gradient, w, h, fps)?;
-    layers.add_layer("video", 1, VideoLayer::new(Box::new(video), VideoSize::Full, Placement::anchored(Anchor::TopLeft)));
+    layers.add_layer(
+        "video",
+        1,
+        VideoLayer::new(Box::new(video), VideoSize::Full, Placement::anchored(Anchor::TopLeft)),
+    );
     let overlay = TestSource::new(Pattern::Ball, w, h, fps)?;
     let overlay = VideoLayer::new(Box::new(overlay), VideoSize::Full, Placement::anchored(Anchor::TopLeft));
     layers.add_boxed("alpha", 2, 0.5, Box::new(overlay));
     let font = Font::default_font();
-    layers.add_layer("drawing", 3, FnLayer::new(move |canvas: &mut Canvas<'_>, ctx: &FrameContext<'_>| {
-        draw_overlay(canvas, ctx, &font);
-        Ok(())
-    }));
+    layers.add_layer(
+        "drawing",
+        3,
+        FnLayer::new(move |canvas: &mut Canvas<'_>, ctx: &FrameContext<'_>| {
+            draw_overlay(canvas, ctx, &font);
+            Ok(())
+        }),
+    );
     let started = Instant::now();
     let report = stream.run().await?.into_result()?;
     let elapsed = started.elapsed().as_secs_f64();

@@ -63,7 +63,10 @@ fn smpte_with_text_to_y4m_and_png_snapshot() {
     let (_, _, bars) = read_png(&plain);
     assert_eq!((w, h), (1920, 1080));
     let differs = |x0: u32, y0: u32, x1: u32, y1: u32| {
-        (y0..y1).flat_map(|y| (x0..x1).map(move |x| ((y * w + x) * 4) as usize)).filter(|&i| text[i..i + 4] != bars[i..i + 4]).count()
+        (y0..y1)
+            .flat_map(|y| (x0..x1).map(move |x| ((y * w + x) * 4) as usize))
+            .filter(|&i| text[i..i + 4] != bars[i..i + 4])
+            .count()
     };
     assert!(differs(32, 32, 500, 100) > 500, "the text 'Frame 299' is drawn at the top left");
     assert_eq!(differs(0, 400, 1920, 1080), 0, "nothing else changed");
@@ -177,7 +180,10 @@ fn memory_is_flat_over_a_long_run() {
         .unwrap();
     let rss_kib = |pid: u32| -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
     };
     let mut samples = Vec::new();
     while child.try_wait().unwrap().is_none() {

@@ -14,10 +14,7 @@ const HEIGHT: u32 = 1080;
 fn bench_draw(c: &mut Criterion, group: &str, name: &str, mut draw: impl FnMut(&mut Canvas<'_>)) {
     let mut pixels = vec![0u8; (WIDTH * HEIGHT * 4) as usize];
     let mut group = c.benchmark_group(group);
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1));
+    group.sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
     group.bench_function(name, |b| {
         b.iter(|| {
             let mut canvas = Canvas::from_rgba(&mut pixels, WIDTH, HEIGHT).unwrap();
@@ -43,9 +40,7 @@ fn text_line_48px(c: &mut Criterion) {
     let paint = Paint::fill(Color::WHITE);
     let line = "Frame 001234 | 29.97 fps | OK!";
     assert_eq!(line.chars().count(), 30);
-    bench_draw(c, "text_line_48px", "1920x1080", |canvas| {
-        canvas.draw_text(line, 40.0, 120.0, &font, 48.0, &paint)
-    });
+    bench_draw(c, "text_line_48px", "1920x1080", |canvas| canvas.draw_text(line, 40.0, 120.0, &font, 48.0, &paint));
 }
 
 fn rect_fill_full(c: &mut Criterion) {
@@ -62,15 +57,7 @@ fn gradient_paint(start: (f32, f32), end: (f32, f32)) -> Paint {
         (0.5, Color::from_rgba8(20, 40, 160, 120)),
         (1.0, Color::from_rgba8(255, 128, 0, 200)),
     ];
-    Paint {
-        shader: Some(Shader::LinearGradient {
-            start,
-            end,
-            stops,
-            mode: SpreadMode::Pad,
-        }),
-        ..Paint::default()
-    }
+    Paint { shader: Some(Shader::LinearGradient { start, end, stops, mode: SpreadMode::Pad }), ..Paint::default() }
 }
 
 /// A vertical gradient (the common lower-third / vignette case, which the
@@ -79,19 +66,9 @@ fn gradient_rect(c: &mut Criterion) {
     let (w, h) = (WIDTH as f32, HEIGHT as f32);
     let vertical = gradient_paint((0.0, 0.0), (0.0, h));
     let diagonal = gradient_paint((0.0, 0.0), (w, h));
-    bench_draw(c, "gradient_rect", "vertical_1920x1080", |canvas| {
-        canvas.draw_rect(0.0, 0.0, w, h, &vertical)
-    });
-    bench_draw(c, "gradient_rect", "diagonal_1920x1080", |canvas| {
-        canvas.draw_rect(0.0, 0.0, w, h, &diagonal)
-    });
+    bench_draw(c, "gradient_rect", "vertical_1920x1080", |canvas| canvas.draw_rect(0.0, 0.0, w, h, &vertical));
+    bench_draw(c, "gradient_rect", "diagonal_1920x1080", |canvas| canvas.draw_rect(0.0, 0.0, w, h, &diagonal));
 }
 
-criterion_group!(
-    benches,
-    circles_100_aa,
-    text_line_48px,
-    rect_fill_full,
-    gradient_rect
-);
+criterion_group!(benches, circles_100_aa, text_line_48px, rect_fill_full, gradient_rect);
 criterion_main!(benches);

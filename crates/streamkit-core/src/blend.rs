@@ -6,6 +6,8 @@
 //! the binary still runs on any x86-64. tiny-skia's `draw_pixmap` measured
 //! 5x slower than this for untransformed images.
 
+use crate::simd::multiversion;
+
 /// `a·b/255` rounded, exact for all 8-bit inputs. Every intermediate fits in
 /// 16 bits, so the vectoriser can use 16-bit lanes (twice the pixels per op).
 #[inline(always)]
@@ -67,36 +69,23 @@ fn over_row_generic(dst: &mut [u8], src: &[u8], opacity: u8) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn over_row_avx2(dst: &mut [u8], src: &[u8], opacity: u8) {
-    over_row_generic(dst, src, opacity)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    use std::sync::OnceLock;
-    static AVX2: OnceLock<bool> = OnceLock::new();
-    *AVX2.get_or_init(|| is_x86_feature_detected!("avx2"))
+multiversion! {
+    fn over_row_kernel(dst: &mut [u8], src: &[u8], opacity: u8) {
+        over_row_generic(dst, src, opacity)
+    }
 }
 
 /// Blends a row of premultiplied RGBA pixels `src` over `dst` (the shorter
 /// length wins) at `opacity` (255 = as is).
 pub fn over_row(dst: &mut [u8], src: &[u8], opacity: u8) {
-    if opacity == 0 {
-        return;
+    if opacity != 0 {
+        over_row_kernel(dst, src, opacity)
     }
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 support was detected at run time.
-        return unsafe { over_row_avx2(dst, src, opacity) };
-    }
-    over_row_generic(dst, src, opacity)
 }
 
-/// The portable loop, for tests and benchmarks that compare against it.
+/// The baseline-target loop, for tests and benchmarks that compare against it.
 pub fn over_row_portable(dst: &mut [u8], src: &[u8], opacity: u8) {
-    over_row_generic(dst, src, opacity)
+    over_row_kernel::portable(dst, src, opacity)
 }
 
 /// Blends a `src_width`x`src_height` premultiplied RGBA image (rows

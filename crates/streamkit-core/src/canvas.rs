@@ -13,13 +13,11 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use tiny_skia::{
-    FillRule, FilterQuality, GradientStop, LinearGradient, Mask, Pixmap, PixmapMut, PixmapPaint,
-    PixmapRef, Point, PremultipliedColorU8, RadialGradient, Stroke, StrokeDash,
+    FillRule, FilterQuality, GradientStop, LinearGradient, Mask, Pixmap, PixmapMut, PixmapPaint, PixmapRef, Point,
+    PremultipliedColorU8, RadialGradient, Stroke, StrokeDash,
 };
 
-pub use tiny_skia::{
-    BlendMode, Color, LineCap, LineJoin, Path, PathBuilder, Rect, SpreadMode, Transform,
-};
+pub use tiny_skia::{BlendMode, Color, LineCap, LineJoin, Path, PathBuilder, Rect, SpreadMode, Transform};
 
 pub use crate::text::Font;
 
@@ -49,18 +47,8 @@ impl PaintStyle {
 /// Coordinates are in the canvas's user space (they follow the transform).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Shader {
-    LinearGradient {
-        start: (f32, f32),
-        end: (f32, f32),
-        stops: Vec<(f32, Color)>,
-        mode: SpreadMode,
-    },
-    RadialGradient {
-        center: (f32, f32),
-        radius: f32,
-        stops: Vec<(f32, Color)>,
-        mode: SpreadMode,
-    },
+    LinearGradient { start: (f32, f32), end: (f32, f32), stops: Vec<(f32, Color)>, mode: SpreadMode },
+    RadialGradient { center: (f32, f32), radius: f32, stops: Vec<(f32, Color)>, mode: SpreadMode },
 }
 
 impl Shader {
@@ -71,24 +59,10 @@ impl Shader {
         let point = |(x, y): (f32, f32)| Point::from_xy(x, y);
         let identity = Transform::identity();
         match self {
-            Shader::LinearGradient {
-                start,
-                end,
-                stops,
-                mode,
-            } => LinearGradient::new(
-                point(*start),
-                point(*end),
-                gradient_stops(stops, alpha),
-                *mode,
-                identity,
-            ),
-            Shader::RadialGradient {
-                center,
-                radius,
-                stops,
-                mode,
-            } => RadialGradient::new(
+            Shader::LinearGradient { start, end, stops, mode } => {
+                LinearGradient::new(point(*start), point(*end), gradient_stops(stops, alpha), *mode, identity)
+            }
+            Shader::RadialGradient { center, radius, stops, mode } => RadialGradient::new(
                 point(*center),
                 point(*center),
                 *radius,
@@ -105,10 +79,7 @@ fn gradient_stops(stops: &[(f32, Color)], alpha: f32) -> Vec<GradientStop> {
         color.apply_opacity(alpha);
         color
     };
-    stops
-        .iter()
-        .map(|&(position, color)| GradientStop::new(position, faded(color)))
-        .collect()
+    stops.iter().map(|&(position, color)| GradientStop::new(position, faded(color))).collect()
 }
 
 /// How to draw: colour or gradient, fill or stroke, stroke geometry, blending.
@@ -148,19 +119,11 @@ impl Default for Paint {
 
 impl Paint {
     pub fn fill(color: Color) -> Paint {
-        Paint {
-            color,
-            ..Paint::default()
-        }
+        Paint { color, ..Paint::default() }
     }
 
     pub fn stroke(color: Color, width: f32) -> Paint {
-        Paint {
-            color,
-            style: PaintStyle::Stroke,
-            stroke_width: width,
-            ..Paint::default()
-        }
+        Paint { color, style: PaintStyle::Stroke, stroke_width: width, ..Paint::default() }
     }
 
     /// The same paint with its alpha set to `alpha` (0 transparent … 255 opaque).
@@ -188,10 +151,7 @@ impl Paint {
     }
 
     fn to_stroke(&self) -> Stroke {
-        let dash = self
-            .dash
-            .as_ref()
-            .and_then(|(intervals, phase)| StrokeDash::new(intervals.clone(), *phase));
+        let dash = self.dash.as_ref().and_then(|(intervals, phase)| StrokeDash::new(intervals.clone(), *phase));
         Stroke {
             width: self.stroke_width,
             line_cap: self.stroke_cap,
@@ -243,11 +203,7 @@ impl Image {
                 pixels.len()
             )));
         }
-        Ok(Image {
-            width,
-            height,
-            pixels: Buffer::from_vec(pixels),
-        })
+        Ok(Image { width, height, pixels: Buffer::from_vec(pixels) })
     }
 
     /// The pixels of an [`PixelFormat::Rgba8Premul`] frame, shared without a
@@ -261,11 +217,7 @@ impl Image {
             )));
         }
         let packed = frame.clone().into_packed();
-        Ok(Image {
-            width: packed.width(),
-            height: packed.height(),
-            pixels: packed.buffer().clone(),
-        })
+        Ok(Image { width: packed.width(), height: packed.height(), pixels: packed.buffer().clone() })
     }
 
     pub fn width(&self) -> u32 {
@@ -283,8 +235,7 @@ impl Image {
 
     /// The pixels as tiny-skia's read-only pixmap.
     pub fn as_pixmap(&self) -> PixmapRef<'_> {
-        PixmapRef::from_bytes(self.pixels(), self.width, self.height)
-            .expect("image size was checked")
+        PixmapRef::from_bytes(self.pixels(), self.width, self.height).expect("image size was checked")
     }
 }
 
@@ -318,10 +269,7 @@ impl<'a> Canvas<'a> {
     /// A canvas over a packed [`PixelFormat::Rgba8Premul`] frame (copy on write).
     pub fn new(frame: &'a mut Frame) -> Result<Canvas<'a>> {
         if frame.format() != PixelFormat::Rgba8Premul {
-            return Err(Error::invalid(format!(
-                "a canvas draws on rgba frames, not {}",
-                frame.format()
-            )));
+            return Err(Error::invalid(format!("a canvas draws on rgba frames, not {}", frame.format())));
         }
         let (w, h) = frame.size();
         Canvas::from_rgba(frame.data_mut(), w, h)
@@ -331,14 +279,7 @@ impl<'a> Canvas<'a> {
     pub fn from_rgba(data: &'a mut [u8], width: u32, height: u32) -> Result<Canvas<'a>> {
         let pixmap = PixmapMut::from_bytes(data, width, height)
             .ok_or_else(|| Error::invalid(format!("canvas needs {width}x{height}x4 bytes")))?;
-        Ok(Canvas {
-            pixmap,
-            state: State {
-                transform: Transform::identity(),
-                clip: None,
-            },
-            saved: Vec::new(),
-        })
+        Ok(Canvas { pixmap, state: State { transform: Transform::identity(), clip: None }, saved: Vec::new() })
     }
 
     pub fn width(&self) -> u32 {
@@ -428,8 +369,7 @@ impl<'a> Canvas<'a> {
         let transform = self.state.transform;
         let area = rect_from_xywh(x, y, w, h).map(PathBuilder::from_rect);
         let Some(clip) = &mut self.state.clip else {
-            let mut mask = Mask::new(self.pixmap.width(), self.pixmap.height())
-                .expect("canvas size is non-zero");
+            let mut mask = Mask::new(self.pixmap.width(), self.pixmap.height()).expect("canvas size is non-zero");
             if let Some(area) = area {
                 mask.fill_path(&area, FillRule::Winding, anti_alias, transform);
             }
@@ -456,8 +396,7 @@ impl<'a> Canvas<'a> {
                     ..tiny_skia::Paint::default()
                 };
                 let everything = self.device_rect();
-                self.pixmap
-                    .fill_rect(everything, &paint, Transform::identity(), Some(mask));
+                self.pixmap.fill_rect(everything, &paint, Transform::identity(), Some(mask));
             }
         }
     }
@@ -473,12 +412,7 @@ impl<'a> Canvas<'a> {
         };
         skia.shader.transform(self.state.transform);
         let everything = self.device_rect();
-        self.pixmap.fill_rect(
-            everything,
-            &skia,
-            Transform::identity(),
-            self.state.clip.as_deref(),
-        );
+        self.pixmap.fill_rect(everything, &skia, Transform::identity(), self.state.clip.as_deref());
     }
 
     pub fn draw_rect(&mut self, x: f32, y: f32, w: f32, h: f32, paint: &Paint) {
@@ -488,40 +422,21 @@ impl<'a> Canvas<'a> {
         if paint.style != PaintStyle::Fill {
             return self.draw_path(&PathBuilder::from_rect(rect), paint);
         }
-        if self
-            .whole_pixel_area(rect)
-            .is_some_and(|area| self.fill_directly(area, paint))
-        {
+        if self.whole_pixel_area(rect).is_some_and(|area| self.fill_directly(area, paint)) {
             return;
         }
         let Some(skia) = paint.to_skia() else { return };
-        self.pixmap.fill_rect(
-            rect,
-            &skia,
-            self.state.transform,
-            self.state.clip.as_deref(),
-        );
+        self.pixmap.fill_rect(rect, &skia, self.state.transform, self.state.clip.as_deref());
     }
 
     /// A rectangle with elliptical corners of radii `rx`, `ry` (clamped to
     /// half the sides); square corners when either radius is ≤ 0.
     #[allow(clippy::too_many_arguments)]
-    pub fn draw_round_rect(
-        &mut self,
-        x: f32,
-        y: f32,
-        w: f32,
-        h: f32,
-        rx: f32,
-        ry: f32,
-        paint: &Paint,
-    ) {
+    pub fn draw_round_rect(&mut self, x: f32, y: f32, w: f32, h: f32, rx: f32, ry: f32, paint: &Paint) {
         if rx <= 0.0 || ry <= 0.0 {
             return self.draw_rect(x, y, w, h, paint);
         }
-        if let Some(path) =
-            rect_from_xywh(x, y, w, h).and_then(|rect| round_rect_path(rect, rx, ry))
-        {
+        if let Some(path) = rect_from_xywh(x, y, w, h).and_then(|rect| round_rect_path(rect, rx, ry)) {
             self.draw_path(&path, paint);
         }
     }
@@ -563,14 +478,12 @@ impl<'a> Canvas<'a> {
 
     fn fill_path(&mut self, path: &Path, paint: &tiny_skia::Paint<'_>) {
         let clip = self.state.clip.as_deref();
-        self.pixmap
-            .fill_path(path, paint, FillRule::Winding, self.state.transform, clip);
+        self.pixmap.fill_path(path, paint, FillRule::Winding, self.state.transform, clip);
     }
 
     fn stroke_path(&mut self, path: &Path, paint: &tiny_skia::Paint<'_>, stroke: &Stroke) {
         let clip = self.state.clip.as_deref();
-        self.pixmap
-            .stroke_path(path, paint, stroke, self.state.transform, clip);
+        self.pixmap.stroke_path(path, paint, stroke, self.state.transform, clip);
     }
 
     /// Fills whole pixels with [`crate::blend`] instead of tiny-skia's general
@@ -641,12 +554,7 @@ impl<'a> Canvas<'a> {
 
     /// tiny-skia shades a single row (or column) of the gradient; the rows
     /// are then blended directly.
-    fn blend_axis_gradient(
-        &mut self,
-        (columns, rows): PixelArea,
-        mut paint: tiny_skia::Paint<'_>,
-        axis: Axis,
-    ) {
+    fn blend_axis_gradient(&mut self, (columns, rows): PixelArea, mut paint: tiny_skia::Paint<'_>, axis: Axis) {
         let (strip_width, strip_height) = match axis {
             Axis::Horizontal => (columns.len() as u32, 1),
             Axis::Vertical => (1, rows.len() as u32),
@@ -654,14 +562,11 @@ impl<'a> Canvas<'a> {
         let Some(mut strip) = Pixmap::new(strip_width, strip_height) else {
             return;
         };
-        let to_strip = self
-            .state
-            .transform
-            .post_translate(-(columns.start as f32), -(rows.start as f32));
+        let to_strip = self.state.transform.post_translate(-(columns.start as f32), -(rows.start as f32));
         paint.shader.transform(to_strip);
         paint.blend_mode = BlendMode::Source;
-        let whole_strip = Rect::from_xywh(0.0, 0.0, strip_width as f32, strip_height as f32)
-            .expect("strip is non-empty");
+        let whole_strip =
+            Rect::from_xywh(0.0, 0.0, strip_width as f32, strip_height as f32).expect("strip is non-empty");
         strip.fill_rect(whole_strip, &paint, Transform::identity(), None);
         match axis {
             Axis::Horizontal => self.blend_span((columns, rows), strip.data(), false),
@@ -677,13 +582,7 @@ impl<'a> Canvas<'a> {
     fn blend_span(&mut self, (columns, rows): PixelArea, span: &[u8], opaque: bool) {
         let stride = self.width() as usize * 4;
         let bytes = columns.start * 4..columns.end * 4;
-        for row in self
-            .pixmap
-            .data_mut()
-            .chunks_exact_mut(stride)
-            .take(rows.end)
-            .skip(rows.start)
-        {
+        for row in self.pixmap.data_mut().chunks_exact_mut(stride).take(rows.end).skip(rows.start) {
             let dst = &mut row[bytes.clone()];
             if opaque {
                 dst.copy_from_slice(span);
@@ -694,8 +593,7 @@ impl<'a> Canvas<'a> {
     }
 
     fn device_rect(&self) -> Rect {
-        Rect::from_xywh(0.0, 0.0, self.width() as f32, self.height() as f32)
-            .expect("canvas size is non-zero")
+        Rect::from_xywh(0.0, 0.0, self.width() as f32, self.height() as f32).expect("canvas size is non-zero")
     }
 
     // --- images ---
@@ -711,11 +609,7 @@ impl<'a> Canvas<'a> {
     pub fn draw_image_rect(&mut self, image: &Image, dst: Rect, opacity: f32) {
         let sx = dst.width() / image.width() as f32;
         let sy = dst.height() / image.height() as f32;
-        let placement = self
-            .state
-            .transform
-            .pre_translate(dst.x(), dst.y())
-            .pre_scale(sx, sy);
+        let placement = self.state.transform.pre_translate(dst.x(), dst.y()).pre_scale(sx, sy);
         self.draw_image_placed(image, placement, opacity);
     }
 
@@ -737,35 +631,14 @@ impl<'a> Canvas<'a> {
         let opacity = (opacity * 255.0).round() as u8;
         let stride = image.width as usize * 4;
         let dst = self.pixmap.data_mut();
-        crate::blend::over_rect(
-            dst,
-            width,
-            height,
-            image.pixels(),
-            image.width,
-            image.height,
-            stride,
-            x,
-            y,
-            opacity,
-        );
+        crate::blend::over_rect(dst, width, height, image.pixels(), image.width, image.height, stride, x, y, opacity);
     }
 
     /// The general path: any transform, any clip, bilinear filtering.
-    pub(crate) fn draw_image_resampled(
-        &mut self,
-        image: &Image,
-        placement: Transform,
-        opacity: f32,
-    ) {
-        let paint = PixmapPaint {
-            opacity,
-            blend_mode: BlendMode::SourceOver,
-            quality: FilterQuality::Bilinear,
-        };
+    pub(crate) fn draw_image_resampled(&mut self, image: &Image, placement: Transform, opacity: f32) {
+        let paint = PixmapPaint { opacity, blend_mode: BlendMode::SourceOver, quality: FilterQuality::Bilinear };
         let clip = self.state.clip.as_deref();
-        self.pixmap
-            .draw_pixmap(0, 0, image.as_pixmap(), &paint, placement, clip);
+        self.pixmap.draw_pixmap(0, 0, image.as_pixmap(), &paint, placement, clip);
     }
 
     // --- text ---
@@ -865,10 +738,7 @@ mod tests {
 
     /// Pixels with any coverage, as (x, y).
     fn inked(pixels: &[u8]) -> Vec<(u32, u32)> {
-        (0..H)
-            .flat_map(|y| (0..W).map(move |x| (x, y)))
-            .filter(|&(x, y)| alpha(pixels, x, y) > 0)
-            .collect()
+        (0..H).flat_map(|y| (0..W).map(move |x| (x, y))).filter(|&(x, y)| alpha(pixels, x, y) > 0).collect()
     }
 
     #[test]
@@ -888,41 +758,18 @@ mod tests {
 
     #[test]
     fn stroke_and_fill_covers_both() {
-        let paint = Paint {
-            style: PaintStyle::StrokeAndFill,
-            stroke_width: 6.0,
-            ..Paint::fill(red())
-        };
+        let paint = Paint { style: PaintStyle::StrokeAndFill, stroke_width: 6.0, ..Paint::fill(red()) };
         let px = render(|c| c.draw_circle(32.0, 32.0, 10.0, &paint));
         assert_eq!(alpha(&px, 32, 32), 255);
-        assert_eq!(
-            alpha(&px, 44, 32),
-            255,
-            "the stroke reaches past the radius"
-        );
+        assert_eq!(alpha(&px, 44, 32), 255, "the stroke reaches past the radius");
     }
 
     #[test]
     fn anti_aliased_edges_are_partial_and_aliased_ones_are_not() {
-        let partial = |px: &[u8]| {
-            inked(px)
-                .iter()
-                .filter(|&&(x, y)| alpha(px, x, y) < 255)
-                .count()
-        };
+        let partial = |px: &[u8]| inked(px).iter().filter(|&&(x, y)| alpha(px, x, y) < 255).count();
         let smooth = render(|c| c.draw_circle(32.0, 32.0, 10.3, &Paint::fill(red())));
         assert!(partial(&smooth) > 10);
-        let hard = render(|c| {
-            c.draw_circle(
-                32.0,
-                32.0,
-                10.3,
-                &Paint {
-                    anti_alias: false,
-                    ..Paint::fill(red())
-                },
-            )
-        });
+        let hard = render(|c| c.draw_circle(32.0, 32.0, 10.3, &Paint { anti_alias: false, ..Paint::fill(red()) }));
         assert_eq!(partial(&hard), 0);
     }
 
@@ -934,17 +781,11 @@ mod tests {
             c.draw_rect(20.0, 20.0, 30.0, 30.0, &paint);
         });
         for chunk in px.chunks_exact(4) {
-            assert!(
-                chunk[0] <= chunk[3] && chunk[1] <= chunk[3] && chunk[2] <= chunk[3],
-                "{chunk:?}"
-            );
+            assert!(chunk[0] <= chunk[3] && chunk[1] <= chunk[3] && chunk[2] <= chunk[3], "{chunk:?}");
         }
         assert_eq!(pixel(&px, 5, 5), [0, 0, 0, 0]);
         let [r, _, _, a] = pixel(&px, 40, 40);
-        assert!(
-            (127..=129).contains(&a) && (99..=101).contains(&r),
-            "{r} {a}"
-        );
+        assert!((127..=129).contains(&a) && (99..=101).contains(&r), "{r} {a}");
     }
 
     #[test]
@@ -964,11 +805,7 @@ mod tests {
         };
         let (direct, reference) = (draw(true), draw(false));
         assert_close(&direct, &reference);
-        assert_ne!(
-            pixel(&direct, 10, 10),
-            pixel(&direct, 2, 10),
-            "the rect starts at x = 5"
-        );
+        assert_ne!(pixel(&direct, 10, 10), pixel(&direct, 2, 10), "the rect starts at x = 5");
     }
 
     fn gradient(start: (f32, f32), end: (f32, f32)) -> Paint {
@@ -978,22 +815,14 @@ mod tests {
             (1.0, Color::from_rgba8(0, 0, 255, 160)),
         ];
         Paint {
-            shader: Some(Shader::LinearGradient {
-                start,
-                end,
-                stops,
-                mode: SpreadMode::Repeat,
-            }),
+            shader: Some(Shader::LinearGradient { start, end, stops, mode: SpreadMode::Repeat }),
             ..Paint::default()
         }
     }
 
     #[test]
     fn axis_gradient_fast_path_matches_tiny_skia() {
-        for paint in [
-            gradient((5.0, 0.0), (20.0, 0.0)),
-            gradient((0.0, 40.0), (0.0, 3.0)),
-        ] {
+        for paint in [gradient((5.0, 0.0), (20.0, 0.0)), gradient((0.0, 40.0), (0.0, 3.0))] {
             let draw = |direct: bool| {
                 render(|c| {
                     backdrop(c);
@@ -1001,10 +830,9 @@ mod tests {
                     c.scale(1.0, 2.0);
                     match direct {
                         true => c.draw_rect(3.0, 4.0, 50.0, 25.0, &paint),
-                        false => c.draw_path(
-                            &PathBuilder::from_rect(Rect::from_xywh(3.0, 4.0, 50.0, 25.0).unwrap()),
-                            &paint,
-                        ),
+                        false => {
+                            c.draw_path(&PathBuilder::from_rect(Rect::from_xywh(3.0, 4.0, 50.0, 25.0).unwrap()), &paint)
+                        }
                     }
                 })
             };
@@ -1016,16 +844,10 @@ mod tests {
 
     #[test]
     fn gradient_draw_paint_matches_a_full_rect() {
-        for paint in [
-            gradient((0.0, 0.0), (0.0, 64.0)),
-            gradient((0.0, 0.0), (64.0, 64.0)),
-        ] {
+        for paint in [gradient((0.0, 0.0), (0.0, 64.0)), gradient((0.0, 0.0), (64.0, 64.0))] {
             let everything = render(|c| c.draw_paint(&paint));
             let reference = render(|c| {
-                c.draw_path(
-                    &PathBuilder::from_rect(Rect::from_xywh(0.0, 0.0, 64.0, 64.0).unwrap()),
-                    &paint,
-                )
+                c.draw_path(&PathBuilder::from_rect(Rect::from_xywh(0.0, 0.0, 64.0, 64.0).unwrap()), &paint)
             });
             assert_close(&everything, &reference);
         }
@@ -1035,11 +857,7 @@ mod tests {
     fn solid_draw_paint_covers_everything_and_respects_clip() {
         let paint = Paint::fill(red()).with_alpha(128);
         let px = render(|c| c.draw_paint(&paint));
-        assert!(
-            px.chunks_exact(4).all(|p| p == [128, 0, 0, 128]),
-            "{:?}",
-            pixel(&px, 0, 0)
-        );
+        assert!(px.chunks_exact(4).all(|p| p == [128, 0, 0, 128]), "{:?}", pixel(&px, 0, 0));
         let clipped = render(|c| {
             c.clip_rect(0.0, 0.0, 10.0, 10.0, false);
             c.draw_paint(&paint);
@@ -1112,9 +930,7 @@ mod tests {
         });
         let ink = inked(&px);
         assert_eq!(ink.len(), 400 + 16);
-        assert!(ink
-            .iter()
-            .all(|&(x, y)| (10..30).contains(&x) && (10..30).contains(&y) || x >= 50 && y >= 50));
+        assert!(ink.iter().all(|&(x, y)| (10..30).contains(&x) && (10..30).contains(&y) || x >= 50 && y >= 50));
     }
 
     #[test]
@@ -1127,9 +943,7 @@ mod tests {
         });
         let ink = inked(&px);
         assert_eq!(ink.len(), 100);
-        assert!(ink
-            .iter()
-            .all(|&(x, y)| (18..28).contains(&x) && (18..28).contains(&y)));
+        assert!(ink.iter().all(|&(x, y)| (18..28).contains(&x) && (18..28).contains(&y)));
     }
 
     #[test]
@@ -1138,10 +952,7 @@ mod tests {
             shader: Some(Shader::LinearGradient {
                 start: (0.0, 0.0),
                 end: (64.0, 0.0),
-                stops: vec![
-                    (0.0, Color::from_rgba8(255, 0, 0, 255)),
-                    (1.0, Color::from_rgba8(0, 0, 255, 255)),
-                ],
+                stops: vec![(0.0, Color::from_rgba8(255, 0, 0, 255)), (1.0, Color::from_rgba8(0, 0, 255, 255))],
                 mode: SpreadMode::Pad,
             }),
             ..Paint::default()
@@ -1169,11 +980,7 @@ mod tests {
         }
         .with_alpha(128);
         let px = render(|c| c.draw_paint(&paint));
-        assert!(
-            (120..=128).contains(&alpha(&px, 32, 32)),
-            "{:?}",
-            pixel(&px, 32, 32)
-        );
+        assert!((120..=128).contains(&alpha(&px, 32, 32)), "{:?}", pixel(&px, 32, 32));
         assert!(alpha(&px, 32, 32) > alpha(&px, 45, 32));
         assert_eq!(alpha(&px, 0, 0), 0);
     }
@@ -1194,10 +1001,7 @@ mod tests {
 
     #[test]
     fn lines_are_stroked_even_with_a_fill_paint() {
-        let paint = Paint {
-            stroke_width: 4.0,
-            ..Paint::fill(red())
-        };
+        let paint = Paint { stroke_width: 4.0, ..Paint::fill(red()) };
         let px = render(|c| c.draw_line(10.0, 32.0, 50.0, 32.0, &paint));
         assert_eq!(alpha(&px, 30, 31), 255);
         assert_eq!(alpha(&px, 30, 40), 0);
@@ -1206,10 +1010,7 @@ mod tests {
 
     #[test]
     fn dashed_line_has_gaps() {
-        let paint = Paint {
-            dash: Some((vec![4.0, 4.0], 0.0)),
-            ..Paint::stroke(red(), 2.0)
-        };
+        let paint = Paint { dash: Some((vec![4.0, 4.0], 0.0)), ..Paint::stroke(red(), 2.0) };
         let px = render(|c| c.draw_line(0.0, 32.0, 64.0, 32.0, &paint));
         assert_eq!(alpha(&px, 2, 32), 255);
         assert_eq!(alpha(&px, 6, 32), 0);
@@ -1218,8 +1019,7 @@ mod tests {
 
     #[test]
     fn round_rect_corners_are_cut() {
-        let px =
-            render(|c| c.draw_round_rect(10.0, 10.0, 40.0, 40.0, 10.0, 10.0, &Paint::fill(red())));
+        let px = render(|c| c.draw_round_rect(10.0, 10.0, 40.0, 40.0, 10.0, 10.0, &Paint::fill(red())));
         assert_eq!(alpha(&px, 10, 10), 0);
         assert_eq!(alpha(&px, 30, 11), 255);
         assert_eq!(alpha(&px, 30, 30), 255);
@@ -1253,16 +1053,7 @@ mod tests {
     fn blend_mode_is_applied() {
         let px = render(|c| {
             c.clear(red());
-            c.draw_rect(
-                0.0,
-                0.0,
-                8.0,
-                8.0,
-                &Paint {
-                    blend_mode: BlendMode::Clear,
-                    ..Paint::default()
-                },
-            );
+            c.draw_rect(0.0, 0.0, 8.0, 8.0, &Paint { blend_mode: BlendMode::Clear, ..Paint::default() });
         });
         assert_eq!(pixel(&px, 4, 4), [0, 0, 0, 0]);
         assert_eq!(pixel(&px, 9, 9), [255, 0, 0, 255]);
@@ -1288,13 +1079,7 @@ mod tests {
 
     fn backdrop(c: &mut Canvas<'_>) {
         c.clear(Color::from_rgba8(20, 200, 90, 255));
-        c.draw_rect(
-            0.0,
-            0.0,
-            32.0,
-            64.0,
-            &Paint::fill(Color::from_rgba8(90, 10, 30, 120)),
-        );
+        c.draw_rect(0.0, 0.0, 32.0, 64.0, &Paint::fill(Color::from_rgba8(90, 10, 30, 120)));
     }
 
     #[test]
@@ -1328,13 +1113,7 @@ mod tests {
     #[test]
     fn scaled_image_fills_its_rect() {
         let image = Image::from_rgba_premul(2, 2, [255, 0, 0, 255].repeat(4)).unwrap();
-        let px = render(|c| {
-            c.draw_image_rect(
-                &image,
-                Rect::from_xywh(10.0, 10.0, 20.0, 30.0).unwrap(),
-                1.0,
-            )
-        });
+        let px = render(|c| c.draw_image_rect(&image, Rect::from_xywh(10.0, 10.0, 20.0, 30.0).unwrap(), 1.0));
         assert_eq!(pixel(&px, 12, 12), [255, 0, 0, 255]);
         assert_eq!(pixel(&px, 28, 38), [255, 0, 0, 255]);
         assert_eq!(alpha(&px, 31, 20), 0);
@@ -1380,40 +1159,27 @@ mod tests {
     fn text_ink(draw: impl FnOnce(&mut Canvas<'_>, &Font)) -> (u32, u32, u32, u32) {
         let (w, h) = (256, 96);
         let mut pixels = vec![0; (w * h * 4) as usize];
-        draw(
-            &mut Canvas::from_rgba(&mut pixels, w, h).unwrap(),
-            &Font::default_font(),
-        );
+        draw(&mut Canvas::from_rgba(&mut pixels, w, h).unwrap(), &Font::default_font());
         let ink = (0..h)
             .flat_map(|y| (0..w).map(move |x| (x, y)))
             .filter(|&(x, y)| pixels[((y * w + x) * 4 + 3) as usize] > 0);
-        ink.fold((u32::MAX, u32::MAX, 0, 0), |(x0, y0, x1, y1), (x, y)| {
-            (x0.min(x), y0.min(y), x1.max(x), y1.max(y))
-        })
+        ink.fold((u32::MAX, u32::MAX, 0, 0), |(x0, y0, x1, y1), (x, y)| (x0.min(x), y0.min(y), x1.max(x), y1.max(y)))
     }
 
     #[test]
     fn text_ink_lies_inside_its_measured_box() {
         let font = Font::default_font();
         let width = font.measure("Hello", 48.0);
-        let (x0, y0, x1, y1) =
-            text_ink(|c, font| c.draw_text("Hello", 20.0, 60.0, font, 48.0, &Paint::fill(red())));
+        let (x0, y0, x1, y1) = text_ink(|c, font| c.draw_text("Hello", 20.0, 60.0, font, 48.0, &Paint::fill(red())));
         assert!((20..30).contains(&x0), "starts near x: {x0}");
-        assert!(
-            (x1 as f32) < 20.0 + width && (x1 as f32) > 20.0 + width - 10.0,
-            "{x1} vs {width}"
-        );
-        assert!(
-            y0 as f32 >= 60.0 - font.ascent(48.0) && y0 < 30,
-            "cap height: {y0}"
-        );
+        assert!((x1 as f32) < 20.0 + width && (x1 as f32) > 20.0 + width - 10.0, "{x1} vs {width}");
+        assert!(y0 as f32 >= 60.0 - font.ascent(48.0) && y0 < 30, "cap height: {y0}");
         assert!(y1 <= 61, "no descenders in Hello: {y1}");
     }
 
     #[test]
     fn text_follows_the_transform() {
-        let plain =
-            text_ink(|c, font| c.draw_text("Hi", 10.0, 50.0, font, 32.0, &Paint::default()));
+        let plain = text_ink(|c, font| c.draw_text("Hi", 10.0, 50.0, font, 32.0, &Paint::default()));
         let moved = text_ink(|c, font| {
             c.translate(100.0, 20.0);
             c.draw_text("Hi", 10.0, 50.0, font, 32.0, &Paint::default());
@@ -1425,52 +1191,21 @@ mod tests {
     fn stroked_text_is_hollow() {
         let fill = Paint::fill(red());
         let filled = render(|c| c.draw_text("I", 20.0, 60.0, &Font::default_font(), 60.0, &fill));
-        let stroked = render(|c| {
-            c.draw_text(
-                "I",
-                20.0,
-                60.0,
-                &Font::default_font(),
-                60.0,
-                &Paint::stroke(red(), 1.0),
-            )
-        });
-        let stem = inked(&filled)
-            .into_iter()
-            .filter(|&(x, y)| alpha(&filled, x, y) == 255)
-            .count();
-        let outline = inked(&stroked)
-            .into_iter()
-            .filter(|&(x, y)| alpha(&stroked, x, y) == 255)
-            .count();
+        let stroked = render(|c| c.draw_text("I", 20.0, 60.0, &Font::default_font(), 60.0, &Paint::stroke(red(), 1.0)));
+        let stem = inked(&filled).into_iter().filter(|&(x, y)| alpha(&filled, x, y) == 255).count();
+        let outline = inked(&stroked).into_iter().filter(|&(x, y)| alpha(&stroked, x, y) == 255).count();
         assert!(outline < stem / 2, "outline {outline} vs stem {stem}");
     }
 
     #[test]
     fn aligned_text_is_centred_on_its_anchor() {
         let (x0, _, x1, _) = text_ink(|c, font| {
-            c.draw_text_aligned(
-                "Centre",
-                128.0,
-                60.0,
-                font,
-                32.0,
-                TextAlign::Center,
-                &Paint::default(),
-            )
+            c.draw_text_aligned("Centre", 128.0, 60.0, font, 32.0, TextAlign::Center, &Paint::default())
         });
         let middle = (x0 + x1) as f32 / 2.0;
         assert!((middle - 128.0).abs() <= 3.0, "ink {x0}..{x1}");
         let (_, _, right, _) = text_ink(|c, font| {
-            c.draw_text_aligned(
-                "Right",
-                200.0,
-                60.0,
-                font,
-                32.0,
-                TextAlign::Right,
-                &Paint::default(),
-            )
+            c.draw_text_aligned("Right", 200.0, 60.0, font, 32.0, TextAlign::Right, &Paint::default())
         });
         assert!((195..=200).contains(&right), "{right}");
     }

@@ -170,7 +170,8 @@ impl Compositor {
             Some(b) => paint_base(b, &mut out, self.background)?,
             None => fill(out.data_mut(), self.background),
         }
-        let timing = base.as_ref().map(|b| b.timing.clone()).unwrap_or_else(|| Timing::for_frame(frame_number, self.fps));
+        let timing =
+            base.as_ref().map(|b| b.timing.clone()).unwrap_or_else(|| Timing::for_frame(frame_number, self.fps));
         let ctx = FrameContext {
             time: self.fps.frame_time_ns(frame_number) as f64 / 1e9,
             frame_number,
@@ -420,7 +421,11 @@ mod tests {
         let mut c = Compositor::new(Some((8, 8)), Fps::new(30, 1), stats.clone());
         let control = c.control();
         control.add_layer("panics", 1, FnLayer::new(|_: &mut Canvas<'_>, _: &FrameContext<'_>| panic!("boom")));
-        control.add_layer("fails", 2, FnLayer::new(|_: &mut Canvas<'_>, _: &FrameContext<'_>| Err(Error::invalid("nope"))));
+        control.add_layer(
+            "fails",
+            2,
+            FnLayer::new(|_: &mut Canvas<'_>, _: &FrameContext<'_>| Err(Error::invalid("nope"))),
+        );
         control.add_layer("ok", 3, paint_layer([9, 9, 9, 255]));
         for _ in 0..3 {
             let out = c.compose(Some(solid(8, 8, [0, 0, 0, 255]))).await.unwrap();

@@ -37,13 +37,8 @@ pub enum PixelFormat {
 }
 
 impl PixelFormat {
-    pub const ALL: [PixelFormat; 5] = [
-        PixelFormat::Rgba8Premul,
-        PixelFormat::Bgra8,
-        PixelFormat::I420,
-        PixelFormat::Nv12,
-        PixelFormat::Gray8,
-    ];
+    pub const ALL: [PixelFormat; 5] =
+        [PixelFormat::Rgba8Premul, PixelFormat::Bgra8, PixelFormat::I420, PixelFormat::Nv12, PixelFormat::Gray8];
 
     /// The short name used in URIs, files and the wire format.
     pub fn name(self) -> &'static str {
@@ -257,8 +252,7 @@ impl Buffer {
 
     /// Mutable bytes, copying first if the memory is shared or borrowed.
     pub fn make_mut(&mut self) -> &mut [u8] {
-        let owned_and_unique =
-            matches!(Arc::get_mut(&mut self.0), Some(Storage::Owned(_) | Storage::Pooled(..)));
+        let owned_and_unique = matches!(Arc::get_mut(&mut self.0), Some(Storage::Owned(_) | Storage::Pooled(..)));
         if !owned_and_unique {
             let copy = self.as_slice().to_vec();
             self.0 = Arc::new(Storage::Owned(copy));
@@ -348,13 +342,7 @@ impl Frame {
     }
 
     /// Wraps an existing buffer with an explicit plane layout (custom strides).
-    pub fn from_buffer(
-        format: PixelFormat,
-        width: u32,
-        height: u32,
-        layout: Layout,
-        buffer: Buffer,
-    ) -> Result<Frame> {
+    pub fn from_buffer(format: PixelFormat, width: u32, height: u32, layout: Layout, buffer: Buffer) -> Result<Frame> {
         check_size(format, width, height)?;
         let min = format.packed_layout(width, height);
         for (plane, packed) in layout.planes().iter().zip(min.planes()) {

@@ -36,6 +36,7 @@ pub mod layer;
 pub mod queue;
 pub mod registry;
 pub mod scale;
+pub mod simd;
 pub mod sink;
 pub mod source;
 pub mod stats;

@@ -47,7 +47,9 @@ impl FromStr for QueuePolicy {
         [QueuePolicy::Block, QueuePolicy::DropOldest, QueuePolicy::LatestOnly]
             .into_iter()
             .find(|p| p.name() == s || p.name().replace('-', "_") == s)
-            .ok_or_else(|| Error::invalid(format!("unknown queue policy '{s}'; known: block, drop-oldest, latest-only")))
+            .ok_or_else(|| {
+                Error::invalid(format!("unknown queue policy '{s}'; known: block, drop-oldest, latest-only"))
+            })
     }
 }
 

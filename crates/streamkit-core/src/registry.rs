@@ -224,10 +224,15 @@ impl Registry {
 fn lookup<'r, F>(map: &'r BTreeMap<String, Entry<F>>, uri: &Uri, kind: Kind) -> Result<&'r Entry<F>> {
     map.get(&uri.scheme).ok_or_else(|| {
         let known: Vec<&str> = map.keys().map(String::as_str).collect();
-        let hint = closest(&uri.scheme, known.iter().copied()).map(|s| format!("; did you mean '{s}:'?")).unwrap_or_default();
+        let hint =
+            closest(&uri.scheme, known.iter().copied()).map(|s| format!("; did you mean '{s}:'?")).unwrap_or_default();
         Error::uri(
             &uri.raw,
-            format!("unknown {kind} scheme '{}:'; known: {}{hint}", uri.scheme, if known.is_empty() { "none".to_string() } else { known.join(", ") }),
+            format!(
+                "unknown {kind} scheme '{}:'; known: {}{hint}",
+                uri.scheme,
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
         )
     })
 }
@@ -262,7 +267,9 @@ mod tests {
                 Ok(Box::new(Empty(format!("{} {size:?}", uri.body))))
             })
             .source("y4m", "Y4M files", "y4m:in.y4m", |uri, _| Ok(Box::new(Empty(format!("y4m {}", uri.body)))))
-            .layer("text", "text", "text:Hi", |_, _| Ok(Box::new(FnLayer::new(|_: &mut crate::canvas::Canvas<'_>, _: &crate::FrameContext<'_>| Ok(())))))
+            .layer("text", "text", "text:Hi", |_, _| {
+                Ok(Box::new(FnLayer::new(|_: &mut crate::canvas::Canvas<'_>, _: &crate::FrameContext<'_>| Ok(()))))
+            })
             .file_extension("y4m", "y4m")
             .stdio("y4m");
         r
@@ -282,7 +289,12 @@ mod tests {
     fn errors_name_the_problem_and_what_is_known() {
         let r = registry();
         let e = r.build_source("tset:smpte").err().unwrap().to_string();
-        assert!(e.contains("unknown source scheme 'tset:'") && e.contains("known: test, y4m") && e.contains("did you mean 'test:'"), "{e}");
+        assert!(
+            e.contains("unknown source scheme 'tset:'")
+                && e.contains("known: test, y4m")
+                && e.contains("did you mean 'test:'"),
+            "{e}"
+        );
         let e = r.build_source("clip.mkv").err().unwrap().to_string();
         assert!(e.contains("known extensions: .y4m"), "{e}");
         let e = r.build_sink("out.y4m").err().unwrap().to_string();

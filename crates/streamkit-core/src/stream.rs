@@ -266,7 +266,6 @@ impl Stream {
             Err(e) => Next::Failed(e.in_stage(source.info().description)),
         }
     }
-
 }
 
 enum Next {
@@ -440,12 +439,16 @@ mod tests {
     async fn a_panicking_layer_does_not_stop_the_stream() {
         let out = Collected::default();
         let stream = Stream::new(counter(5), vec![Box::new(Collect(out.clone()))], StreamOptions::default());
-        stream.layers().add_layer("bad", 1, FnLayer::new(|_: &mut Canvas<'_>, ctx: &FrameContext<'_>| {
-            if ctx.frame_number.is_multiple_of(2) {
-                panic!("layer bug");
-            }
-            Ok(())
-        }));
+        stream.layers().add_layer(
+            "bad",
+            1,
+            FnLayer::new(|_: &mut Canvas<'_>, ctx: &FrameContext<'_>| {
+                if ctx.frame_number.is_multiple_of(2) {
+                    panic!("layer bug");
+                }
+                Ok(())
+            }),
+        );
         let report = stream.run().await.unwrap();
         assert_eq!(report.frames_out, 5);
         assert_eq!(out.0.lock().unwrap().0.len(), 5);
@@ -456,10 +459,11 @@ mod tests {
     #[tokio::test]
     async fn layers_added_while_running_apply_to_the_next_frame() {
         let out = Collected::default();
-        let stream = Stream::new(counter(u64::MAX), vec![Box::new(Collect(out.clone()))], StreamOptions {
-            queue_capacity: Some(1),
-            ..Default::default()
-        });
+        let stream = Stream::new(
+            counter(u64::MAX),
+            vec![Box::new(Collect(out.clone()))],
+            StreamOptions { queue_capacity: Some(1), ..Default::default() },
+        );
         let (layers, stop) = (stream.layers(), stream.stop_handle());
         let running = tokio::spawn(stream.run());
         let wait_for = |n: usize| {
@@ -471,10 +475,14 @@ mod tests {
             }
         };
         wait_for(3).await;
-        layers.add_layer("red", 1, FnLayer::new(|c: &mut Canvas<'_>, _: &FrameContext<'_>| {
-            c.pixels_mut()[..4].copy_from_slice(&[255, 0, 0, 255]);
-            Ok(())
-        }));
+        layers.add_layer(
+            "red",
+            1,
+            FnLayer::new(|c: &mut Canvas<'_>, _: &FrameContext<'_>| {
+                c.pixels_mut()[..4].copy_from_slice(&[255, 0, 0, 255]);
+                Ok(())
+            }),
+        );
         let seen = out.0.lock().unwrap().0.len();
         wait_for(seen + 8).await;
         stop.stop();

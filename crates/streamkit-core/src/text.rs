@@ -65,14 +65,7 @@ impl Font {
         let ascender = f32::from(face.ascender());
         let descender = f32::from(face.descender());
         let family = family_name(&face);
-        Ok(Font {
-            data,
-            units_per_em,
-            ascender,
-            descender,
-            family,
-            outlines: Mutex::default(),
-        })
+        Ok(Font { data, units_per_em, ascender, descender, family, outlines: Mutex::default() })
     }
 
     /// The family name from the font's `name` table, when it has a readable one.
@@ -105,16 +98,9 @@ impl Font {
         let mut outlines = self.outlines.lock().unwrap_or_else(PoisonError::into_inner);
         let mut builder = PathBuilder::new();
         for_each_glyph(&face, text, |glyph, pen| {
-            let outline = outlines
-                .entry(glyph)
-                .or_insert_with(|| glyph_outline(&face, glyph));
+            let outline = outlines.entry(glyph).or_insert_with(|| glyph_outline(&face, glyph));
             if let Some(outline) = outline {
-                append_placed(
-                    &mut builder,
-                    outline,
-                    scale,
-                    Point::from_xy(x + pen * scale, y),
-                );
+                append_placed(&mut builder, outline, scale, Point::from_xy(x + pen * scale, y));
             }
         });
         builder.finish()
@@ -287,17 +273,13 @@ mod tests {
 
     #[test]
     fn garbage_bytes_are_not_a_font() {
-        let err = Font::from_bytes(b"definitely not a font".to_vec())
-            .unwrap_err()
-            .to_string();
+        let err = Font::from_bytes(b"definitely not a font".to_vec()).unwrap_err().to_string();
         assert!(err.contains("TrueType/OpenType"), "{err}");
     }
 
     #[test]
     fn missing_file_error_names_the_path() {
-        let err = Font::from_file("/no/such/dir/missing-font.ttf")
-            .unwrap_err()
-            .to_string();
+        let err = Font::from_file("/no/such/dir/missing-font.ttf").unwrap_err().to_string();
         assert!(err.contains("/no/such/dir/missing-font.ttf"), "{err}");
     }
 
@@ -305,9 +287,6 @@ mod tests {
     fn from_bytes_loads_a_real_font() {
         let font = Font::from_bytes(DEJAVU_SANS.to_vec()).unwrap();
         let default = Font::default_font();
-        assert_eq!(
-            font.measure("streamkit", 32.0),
-            default.measure("streamkit", 32.0)
-        );
+        assert_eq!(font.measure("streamkit", 32.0), default.measure("streamkit", 32.0));
     }
 }

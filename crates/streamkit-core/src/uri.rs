@@ -162,7 +162,10 @@ impl<'a> Options<'a> {
         match self.string(key) {
             None => Ok(None),
             Some(v) => Fps::parse(v).map(Some).ok_or_else(|| {
-                Error::uri(&self.uri.raw, format!("option '{key}={v}' is not valid: expected a rate like 30, 29.97 or 30000/1001"))
+                Error::uri(
+                    &self.uri.raw,
+                    format!("option '{key}={v}' is not valid: expected a rate like 30, 29.97 or 30000/1001"),
+                )
             }),
         }
     }
@@ -173,14 +176,22 @@ impl<'a> Options<'a> {
             None => Ok(None),
             Some("" | "1" | "true" | "yes" | "on") => Ok(Some(true)),
             Some("0" | "false" | "no" | "off") => Ok(Some(false)),
-            Some(v) => Err(Error::uri(&self.uri.raw, format!("option '{key}={v}' is not valid: expected true or false"))),
+            Some(v) => {
+                Err(Error::uri(&self.uri.raw, format!("option '{key}={v}' is not valid: expected true or false")))
+            }
         }
     }
 
     /// Fails on any query key that no accessor asked for, listing the known ones.
     pub fn finish(self) -> Result<()> {
-        let unknown: Vec<&str> =
-            self.uri.query.iter().zip(&self.taken).filter(|(_, taken)| !**taken).map(|((k, _), _)| k.as_str()).collect();
+        let unknown: Vec<&str> = self
+            .uri
+            .query
+            .iter()
+            .zip(&self.taken)
+            .filter(|(_, taken)| !**taken)
+            .map(|((k, _), _)| k.as_str())
+            .collect();
         if unknown.is_empty() {
             return Ok(());
         }

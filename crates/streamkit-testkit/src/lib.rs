@@ -26,7 +26,8 @@ pub fn tool_available(tool: &str, ci: bool) -> bool {
 /// Runs `tool args…`, panicking with its stderr when it fails; returns (stdout, stderr).
 pub fn run_tool(tool: &str, args: &[&str]) -> (String, String) {
     let out = Command::new(tool).args(args).output().unwrap_or_else(|e| panic!("running {tool}: {e}"));
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert!(out.status.success(), "{tool} {args:?} failed ({}):\n{stderr}", out.status);
     (stdout, stderr)
 }
