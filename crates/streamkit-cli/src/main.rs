@@ -6,6 +6,7 @@ mod plugins;
 mod probe;
 mod progress;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,9 @@ Examples:
 
   # Pipe into ffplay in real time
   streamkit run test:ball --realtime -o - | ffplay -
+
+  # Live HLS in the browser: write segments and serve them at http://127.0.0.1:8080/
+  streamkit run test:ball --realtime -o 'hls:out/live?serve=127.0.0.1:8080'
 
   # What schemes exist, and what a source yields
   streamkit list
@@ -49,6 +53,8 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// Whole-pipeline benchmark scenarios (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Serve an HLS folder over HTTP with a player page (127.0.0.1 by default).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
             Command::List => list::list(),
             Command::Probe(args) => probe::probe(args).await,
             Command::Bench(args) => bench::bench(args).await,
+            Command::Serve(args) => serve::serve(args).await,
         }
     });
     match result {

@@ -5,5 +5,6 @@ use streamkit_core::registry::Registry;
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     streamkit_builtins::register(&mut registry);
+    streamkit_media::register(&mut registry);
     registry
 }

@@ -1,0 +1,148 @@
+//! `hls:` — the design's `HLSSink`: H.264 in MPEG-TS segments with a live
+//! (sliding-window) playlist, keyframes on segment boundaries, atomic file
+//! writes, `#EXT-X-ENDLIST` on close, optionally served over HTTP.
+//!
+//! `streamkit run test:ball --frames 300 -o 'hls:out/live?segment_duration=2&playlist_size=5'`
+//! writes `out/live/index.m3u8` and `out/live/segment_NNNNN.ts`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use streamkit_core::sink::StreamInfo;
+use streamkit_core::uri::Uri;
+use streamkit_core::{Error, Frame, Result, Sink};
+use streamkit_hls::{EncodedUnit, HlsOptions, HlsWriter, ServerHandle};
+
+use crate::encode::{pts_90k, wallclock_ns, EncodeOptions, EncodeStage};
+
+/// Everything `HLSSink(output_dir, segment_duration, playlist_size, bitrate)` takes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HlsSinkOptions {
+    pub segment_duration: Duration,
+    /// Segments kept in the live playlist (older files are deleted); 0 keeps all.
+    pub playlist_size: usize,
+    pub encode: EncodeOptions,
+    /// Serve the folder over HTTP at this address while writing.
+    pub serve: Option<SocketAddr>,
+    /// Required as `?token=` or `Authorization: Bearer` when serving.
+    pub token: Option<String>,
+}
+
+impl Default for HlsSinkOptions {
+    fn default() -> Self {
+        HlsSinkOptions {
+            segment_duration: Duration::from_secs(2),
+            playlist_size: 10,
+            encode: EncodeOptions::default(),
+            serve: None,
+            token: None,
+        }
+    }
+}
+
+pub struct HlsSink {
+    dir: PathBuf,
+    options: HlsSinkOptions,
+    encode: EncodeStage,
+    writer: Option<HlsWriter>,
+    server: Option<ServerHandle>,
+}
+
+impl HlsSink {
+    pub fn new(output_dir: impl Into<PathBuf>, options: HlsSinkOptions) -> HlsSink {
+        let dir = output_dir.into();
+        let encode = EncodeStage::new(options.encode, format!("hls:{}", dir.display()));
+        HlsSink { dir, options, encode, writer: None, server: None }
+    }
+
+    /// `hls:DIR?segment_duration=2&playlist_size=10&bitrate=8000000&keyint=2&serve=127.0.0.1:8080&token=T`.
+    pub fn from_uri(uri: &Uri) -> Result<HlsSink> {
+        let mut o = uri.options();
+        let defaults = HlsSinkOptions::default();
+        let segment: Option<f64> = o.parse("segment_duration", "seconds, e.g. 2")?;
+        let options = HlsSinkOptions {
+            segment_duration: match segment {
+                Some(s) if s > 0.0 && s <= 60.0 => Duration::from_secs_f64(s),
+                Some(s) => {
+                    return Err(Error::uri(&uri.raw, format!("segment_duration={s} must be in (0, 60] seconds")))
+                }
+                None => defaults.segment_duration,
+            },
+            playlist_size: o.parse("playlist_size", "a segment count (0 keeps all)")?.unwrap_or(defaults.playlist_size),
+            encode: EncodeOptions {
+                bitrate_bps: o
+                    .parse("bitrate", "bits per second, e.g. 4000000")?
+                    .unwrap_or(defaults.encode.bitrate_bps),
+                keyframe_seconds: None,
+            },
+            serve: o.parse("serve", "an address, e.g. 127.0.0.1:8080")?,
+            token: o.string("token").map(str::to_string),
+        };
+        o.finish()?;
+        if uri.body.is_empty() {
+            return Err(Error::uri(&uri.raw, "hls: needs an output folder, e.g. hls:out/live"));
+        }
+        Ok(HlsSink::new(&uri.body, options))
+    }
+
+    /// Where the server listens, once the first frame has started it.
+    pub fn server_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|s| s.local_addr())
+    }
+
+    async fn start(&mut self) -> Result<()> {
+        let options = HlsOptions {
+            segment_duration: self.options.segment_duration,
+            playlist_size: self.options.playlist_size,
+            ..HlsOptions::default()
+        };
+        self.writer = Some(HlsWriter::create(&self.dir, options).await?);
+        if let Some(addr) = self.options.serve {
+            let server = streamkit_hls::serve(self.dir.clone(), addr, self.options.token.clone()).await?;
+            tracing::info!("serving {} at http://{}/", self.dir.display(), server.local_addr());
+            eprintln!("watch at http://{}/", server.local_addr());
+            self.server = Some(server);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for HlsSink {
+    fn describe(&self) -> String {
+        format!("hls:{}", self.dir.display())
+    }
+
+    fn set_stream_info(&mut self, info: &StreamInfo) {
+        self.encode.set_stream_info(info);
+    }
+
+    async fn write(&mut self, frame: &Frame) -> Result<()> {
+        if self.writer.is_none() {
+            self.start().await?;
+        }
+        let writer = self.writer.as_mut().expect("started above");
+        let pts = pts_90k(&frame.timing).max(0) as u64;
+        let encoded = self.encode.encode(frame, writer.keyframe_due(pts)).await?;
+        let unit = EncodedUnit {
+            data: encoded.data,
+            pts_90k: pts,
+            dts_90k: pts,
+            keyframe: encoded.keyframe,
+            wallclock_ns: wallclock_ns(&frame.timing),
+        };
+        writer.write_unit(unit).await
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        if let Some(writer) = &mut self.writer {
+            writer.finish().await?;
+        }
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        Ok(())
+    }
+}
