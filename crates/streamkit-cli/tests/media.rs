@@ -21,13 +21,15 @@ fn path(p: &Path) -> &str {
 
 /// Seconds of the container according to ffprobe.
 fn ffprobe_duration(file: &Path) -> f64 {
-    let (out, _) = run_tool("ffprobe", &["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path(file)]);
+    let (out, _) =
+        run_tool("ffprobe", &["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path(file)]);
     out.trim().parse().unwrap_or_else(|_| panic!("no duration from ffprobe: {out}"))
 }
 
 /// Average PSNR (dB) of `a` against `b`, both decoded by FFmpeg.
 fn psnr(a: &Path, b: &Path) -> f64 {
-    let (_, err) = run_tool("ffmpeg", &["-v", "info", "-i", path(a), "-i", path(b), "-lavfi", "psnr", "-f", "null", "-"]);
+    let (_, err) =
+        run_tool("ffmpeg", &["-v", "info", "-i", path(a), "-i", path(b), "-lavfi", "psnr", "-f", "null", "-"]);
     let avg = err.split("average:").nth(1).unwrap_or_else(|| panic!("no psnr in:\n{err}"));
     let value = avg.split_whitespace().next().unwrap();
     if value == "inf" {
@@ -44,7 +46,15 @@ fn mp4_files_are_read_by_ffprobe() {
     let dir = temp_dir("mp4-out");
     for (name, uri) in [("frag.mp4", "{}"), ("fast.mp4", "mp4:{}?faststart&bitrate=2000000")] {
         let file = dir.join(name);
-        run_ok(&["run", "test:smpte?size=1280x720&fps=30", "--frames", "300", "-o", &uri.replace("{}", path(&file)), "-q"]);
+        run_ok(&[
+            "run",
+            "test:smpte?size=1280x720&fps=30",
+            "--frames",
+            "300",
+            "-o",
+            &uri.replace("{}", path(&file)),
+            "-q",
+        ]);
         if let Some(stream) = ffprobe_video(&file) {
             assert_eq!((stream.codec.as_str(), stream.width, stream.height), ("h264", 1280, 720), "{name}");
             assert_eq!((stream.frames, stream.frame_rate.as_str()), (300, "30/1"), "{name}");
@@ -73,11 +83,16 @@ fn hls_is_playable_by_ffmpeg() {
     assert!(playlist.trim_end().ends_with("#EXT-X-ENDLIST"), "{playlist}");
     assert_eq!(playlist.matches("#EXTINF:2.000,").count(), 5, "{playlist}");
     assert!(playlist.contains("#EXT-X-PROGRAM-DATE-TIME:"), "{playlist}");
-    let vod = dir.join("vod");
-    run_ok(&["run", "test:ball?size=640x360&fps=30", "--frames", "300", "-o", &format!("hls:{}?playlist_size=0", path(&vod)), "-q"]);
-    if let Some(stream) = ffprobe_video(&vod.join("index.m3u8")) {
-        assert_eq!((stream.codec.as_str(), stream.width, stream.height, stream.frames), ("h264", 640, 360, 300));
+    for format in ["ts", "fmp4"] {
+        let vod = dir.join(format);
+        let uri = format!("hls:{}?playlist_size=0&format={format}", path(&vod));
+        run_ok(&["run", "test:ball?size=640x360&fps=30", "--frames", "300", "-o", &uri, "-q"]);
+        if let Some(stream) = ffprobe_video(&vod.join("index.m3u8")) {
+            assert_eq!((stream.codec.as_str(), stream.width, stream.height, stream.frames), ("h264", 640, 360, 300));
+        }
     }
+    let fmp4 = std::fs::read_to_string(dir.join("fmp4/index.m3u8")).unwrap();
+    assert!(fmp4.contains("#EXT-X-MAP:URI=\"init.mp4\"") && fmp4.contains("#EXT-X-VERSION:7"), "{fmp4}");
 }
 
 /// Acceptance: FFmpeg-made H.264 MP4s (baseline, main and high with B-frames)
@@ -156,7 +171,14 @@ fn killed_writer_leaves_a_playable_mp4() {
     let dir = temp_dir("mp4-kill");
     let file = dir.join("live.mp4");
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamkit"))
-        .args(["run", "test:ball?size=320x240&fps=30", "--realtime", "-o", &format!("{}?keyint=0.5", path(&file)), "-q"])
+        .args([
+            "run",
+            "test:ball?size=320x240&fps=30",
+            "--realtime",
+            "-o",
+            &format!("{}?keyint=0.5", path(&file)),
+            "-q",
+        ])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

@@ -7,7 +7,7 @@
 //! * [`playlist`] — media playlists with a sliding window ([`playlist::MediaPlaylist`]);
 //! * [`segmenter`] — cuts access units into segments on keyframes and says
 //!   which files to write or delete ([`Segmenter`], [`SegmentEvent`]); the
-//!   container is pluggable ([`SegmentFormat`]: MPEG-TS now, fMP4 later);
+//!   container is pluggable ([`SegmentFormat`]: MPEG-TS, or fMP4/CMAF in [`cmaf`]);
 //! * [`writer`] — [`HlsWriter`]: the segmenter applied to a directory, every
 //!   file written atomically (temporary file + rename);
 //! * [`server`] — a tiny HTTP/1.1 static server with a built-in player page.
@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cmaf;
 pub mod playlist;
 pub mod segmenter;
 pub mod server;

@@ -57,6 +57,8 @@ pub enum HlsFormat {
     /// MPEG-2 transport stream segments (`.ts`), playlist version 3.
     #[default]
     Ts,
+    /// Fragmented MP4 / CMAF segments (`.m4s` + `init.mp4`), playlist version 7.
+    Fmp4,
 }
 
 impl HlsFormat {
@@ -64,6 +66,7 @@ impl HlsFormat {
     pub fn build(self) -> Box<dyn SegmentFormat> {
         match self {
             HlsFormat::Ts => Box::new(TsFormat::new()),
+            HlsFormat::Fmp4 => Box::new(crate::cmaf::CmafFormat::new()),
         }
     }
 }

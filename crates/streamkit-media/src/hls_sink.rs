@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use streamkit_core::sink::StreamInfo;
 use streamkit_core::uri::Uri;
 use streamkit_core::{Error, Frame, Result, Sink};
-use streamkit_hls::{EncodedUnit, HlsOptions, HlsWriter, ServerHandle};
+use streamkit_hls::{EncodedUnit, HlsFormat, HlsOptions, HlsWriter, ServerHandle};
 
 use crate::encode::{pts_90k, wallclock_ns, EncodeOptions, EncodeStage};
 
@@ -28,6 +28,8 @@ pub struct HlsSinkOptions {
     pub serve: Option<SocketAddr>,
     /// Required as `?token=` or `Authorization: Bearer` when serving.
     pub token: Option<String>,
+    /// MPEG-TS (default) or fMP4/CMAF segments.
+    pub format: HlsFormat,
 }
 
 impl Default for HlsSinkOptions {
@@ -38,6 +40,7 @@ impl Default for HlsSinkOptions {
             encode: EncodeOptions::default(),
             serve: None,
             token: None,
+            format: HlsFormat::Ts,
         }
     }
 }
@@ -57,7 +60,7 @@ impl HlsSink {
         HlsSink { dir, options, encode, writer: None, server: None }
     }
 
-    /// `hls:DIR?segment_duration=2&playlist_size=10&bitrate=8000000&keyint=2&serve=127.0.0.1:8080&token=T`.
+    /// `hls:DIR?segment_duration=2&playlist_size=10&bitrate=8000000&format=ts|fmp4&serve=127.0.0.1:8080&token=T`.
     pub fn from_uri(uri: &Uri) -> Result<HlsSink> {
         let mut o = uri.options();
         let defaults = HlsSinkOptions::default();
@@ -79,6 +82,11 @@ impl HlsSink {
             },
             serve: o.parse("serve", "an address, e.g. 127.0.0.1:8080")?,
             token: o.string("token").map(str::to_string),
+            format: match o.string("format") {
+                None | Some("ts") => HlsFormat::Ts,
+                Some("fmp4" | "cmaf") => HlsFormat::Fmp4,
+                Some(other) => return Err(Error::uri(&uri.raw, format!("format={other}: use ts or fmp4"))),
+            },
         };
         o.finish()?;
         if uri.body.is_empty() {
@@ -96,7 +104,7 @@ impl HlsSink {
         let options = HlsOptions {
             segment_duration: self.options.segment_duration,
             playlist_size: self.options.playlist_size,
-            ..HlsOptions::default()
+            format: self.options.format,
         };
         self.writer = Some(HlsWriter::create(&self.dir, options).await?);
         if let Some(addr) = self.options.serve {

@@ -50,7 +50,7 @@ pub fn register(registry: &mut Registry) {
         })
         .sink(
             "hls",
-            "HLS: H.264 MPEG-TS segments + index.m3u8 (segment_duration=, playlist_size=, bitrate=, serve=ADDR, token=)",
+            "HLS: H.264 segments + index.m3u8 (segment_duration=, playlist_size=, bitrate=, format=ts|fmp4, serve=ADDR, token=)",
             "hls:out/live?segment_duration=2&playlist_size=5",
             |uri, _| Ok(Box::new(HlsSink::from_uri(uri)?)),
         );
