@@ -82,7 +82,18 @@ fn hls_is_playable_by_ffmpeg() {
     let playlist = std::fs::read_to_string(live.join("index.m3u8")).unwrap();
     assert!(playlist.trim_end().ends_with("#EXT-X-ENDLIST"), "{playlist}");
     assert_eq!(playlist.matches("#EXTINF:2.000,").count(), 5, "{playlist}");
-    assert!(playlist.contains("#EXT-X-PROGRAM-DATE-TIME:"), "{playlist}");
+    // Dates follow media time (segments 2 s apart), even when rendered faster than real time.
+    let dates_ms: Vec<u64> = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .map(|d| {
+            let time = &d[11..23]; // HH:MM:SS.mmm
+            let n = |r: std::ops::Range<usize>| time[r].parse::<u64>().unwrap();
+            ((n(0..2) * 60 + n(3..5)) * 60 + n(6..8)) * 1000 + n(9..12)
+        })
+        .collect();
+    assert_eq!(dates_ms.len(), 5, "{playlist}");
+    assert!(dates_ms.windows(2).all(|w| (w[1] + 86_400_000 - w[0]) % 86_400_000 == 2000), "{dates_ms:?}");
     for format in ["ts", "fmp4"] {
         let vod = dir.join(format);
         let uri = format!("hls:{}?playlist_size=0&format={format}", path(&vod));

@@ -631,7 +631,7 @@ const status = document.getElementById("status");
 let problem = video.canPlayType("application/vnd.apple.mpegurl") ? "" : "this browser reports no native HLS support";
 function show() {
   const b = video.buffered;
-  const ahead = b.length ? (b.end(b.length - 1) - video.currentTime).toFixed(1) : "0.0";
+  const ahead = b.length ? Math.max(0, b.end(b.length - 1) - video.currentTime).toFixed(1) : "0.0";
   status.textContent = "time " + video.currentTime.toFixed(2) + " s, buffered ahead " + ahead + " s" +
     (video.paused ? ", paused" : "") + (problem ? "\nerror: " + problem : "");
 }
@@ -640,9 +640,12 @@ video.addEventListener("error", () => {
   problem = e ? "media error " + e.code + (e.message ? ": " + e.message : "") : "unknown error";
   show();
 });
-video.addEventListener("stalled", () => { problem = problem || "stalled"; show(); });
+// Browsers fire "stalled" when the network goes idle, even with everything buffered.
+video.addEventListener("stalled", () => {
+  if (video.readyState < video.HAVE_FUTURE_DATA) { problem = problem || "stalled"; show(); }
+});
 video.addEventListener("playing", () => { if (problem === "stalled") problem = ""; show(); });
-video.addEventListener("timeupdate", show);
+video.addEventListener("timeupdate", () => { if (problem === "stalled") problem = ""; show(); });
 setInterval(show, 500);
 show();
 </script>

@@ -51,13 +51,17 @@ pub struct HlsSink {
     encode: EncodeStage,
     writer: Option<HlsWriter>,
     server: Option<ServerHandle>,
+    /// (wall clock, media time) of the first frame: later frames' dates
+    /// advance with media time, so a file rendered faster than real time
+    /// still carries dates 2 s apart for 2 s segments.
+    date_anchor: Option<(u64, i64)>,
 }
 
 impl HlsSink {
     pub fn new(output_dir: impl Into<PathBuf>, options: HlsSinkOptions) -> HlsSink {
         let dir = output_dir.into();
         let encode = EncodeStage::new(options.encode, format!("hls:{}", dir.display()));
-        HlsSink { dir, options, encode, writer: None, server: None }
+        HlsSink { dir, options, encode, writer: None, server: None, date_anchor: None }
     }
 
     /// `hls:DIR?segment_duration=2&playlist_size=10&bitrate=8000000&format=ts|fmp4&serve=127.0.0.1:8080&token=T`.
@@ -100,6 +104,21 @@ impl HlsSink {
         self.server.as_ref().map(|s| s.local_addr())
     }
 
+    /// The frame's date for `#EXT-X-PROGRAM-DATE-TIME`: its PTP time when a
+    /// synchronised clock stamped it, else the first frame's capture date
+    /// advanced by media time.
+    fn program_date_ns(&mut self, frame: &Frame) -> Option<u64> {
+        if let Some(ptp) = frame.timing.ptp_time_ns {
+            return Some(ptp);
+        }
+        let pts_ns = frame.timing.pts_ns();
+        let (wall, first_pts) = match self.date_anchor {
+            Some(anchor) => anchor,
+            None => *self.date_anchor.insert((wallclock_ns(&frame.timing)?, pts_ns)),
+        };
+        Some((wall as i64 + (pts_ns - first_pts)).max(0) as u64)
+    }
+
     async fn start(&mut self) -> Result<()> {
         let options = HlsOptions {
             segment_duration: self.options.segment_duration,
@@ -131,16 +150,12 @@ impl Sink for HlsSink {
         if self.writer.is_none() {
             self.start().await?;
         }
-        let writer = self.writer.as_mut().expect("started above");
         let pts = pts_90k(&frame.timing).max(0) as u64;
+        let wallclock_ns = self.program_date_ns(frame);
+        let writer = self.writer.as_mut().expect("started above");
         let encoded = self.encode.encode(frame, writer.keyframe_due(pts)).await?;
-        let unit = EncodedUnit {
-            data: encoded.data,
-            pts_90k: pts,
-            dts_90k: pts,
-            keyframe: encoded.keyframe,
-            wallclock_ns: wallclock_ns(&frame.timing),
-        };
+        let unit =
+            EncodedUnit { data: encoded.data, pts_90k: pts, dts_90k: pts, keyframe: encoded.keyframe, wallclock_ns };
         writer.write_unit(unit).await
     }
 

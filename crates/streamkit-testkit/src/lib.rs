@@ -6,9 +6,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod chromium;
+pub mod http;
+
+/// Whether this is CI (`CI=true`), where a missing peer is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
 /// Whether `tool` can be run. Missing + `CI=true` panics.
 pub fn require_tool(tool: &str) -> bool {
-    tool_available(tool, std::env::var("CI").is_ok_and(|v| v == "true"))
+    tool_available(tool, in_ci())
 }
 
 /// [`require_tool`] with the CI flag passed in, so the rule itself is testable.
