@@ -5,6 +5,7 @@ mod list;
 mod plugins;
 mod probe;
 mod progress;
+mod ptp;
 mod run;
 mod serve;
 
@@ -25,6 +26,10 @@ Examples:
 
   # Live HLS in the browser: write segments and serve them at http://127.0.0.1:8080/
   streamkit run test:ball --realtime -o 'hls:out/live?serve=127.0.0.1:8080'
+
+  # PTP: lock to a grandmaster on eth0 and print offset/delay as JSON lines; stamp frames with PTP time
+  streamkit ptp status --iface eth0 --domain 0 --duration 30 --json
+  streamkit run 'test:smpte' --clock 'ptp:eth0?domain=0' --frames 300 -o out.mp4
 
   # What schemes exist, and what a source yields
   streamkit list
@@ -55,6 +60,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve an HLS folder over HTTP with a player page (127.0.0.1 by default).
     Serve(serve::ServeArgs),
+    /// PTP (IEEE 1588) time sync: the in-process client's live status.
+    Ptp(ptp::PtpArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +75,7 @@ fn main() -> ExitCode {
             Command::Probe(args) => probe::probe(args).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::Serve(args) => serve::serve(args).await,
+            Command::Ptp(args) => ptp::ptp(args).await,
         }
     });
     match result {

@@ -1,5 +1,6 @@
 //! `streamkit run`: build a stream from URIs and run it until done or Ctrl-C.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -7,6 +8,7 @@ use streamkit_core::registry::Registry;
 use streamkit_core::stream::{RunReport, Stream, StreamOptions};
 use streamkit_core::uri::Size;
 use streamkit_core::{Error, Fps, Result};
+use streamkit_sync::{Clock, SyncedSource};
 
 use crate::progress::Progress;
 
@@ -37,6 +39,10 @@ pub struct RunArgs {
     /// Pace output at the frame rate (live); default is as fast as possible.
     #[arg(long)]
     pub realtime: bool,
+    /// Stamp each frame's PTP time from this clock: monotonic, realtime, tai,
+    /// phc:/dev/ptp0, phc:IFACE, or ptp:IFACE?domain=N (an in-process PTP client).
+    #[arg(long, value_name = "CLOCK")]
+    pub clock: Option<String>,
     /// No progress line.
     #[arg(short, long)]
     pub quiet: bool,
@@ -44,7 +50,11 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let registry = crate::plugins::registry();
-    let stream = build(&registry, &args)?;
+    let clock = match &args.clock {
+        Some(spec) => Some(streamkit_sync::clock::clock_from_spec(spec).await?),
+        None => None,
+    };
+    let stream = build(&registry, &args, clock)?;
     let total = args.frames.or(args.duration.map(|d| (d.as_secs_f64() * stream.fps().as_f64()).round() as u64));
     let stop = stream.stop_handle();
     tokio::spawn(async move {
@@ -69,7 +79,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
 }
 
 /// Builds source, layers and sinks from the arguments.
-pub fn build(registry: &Registry, args: &RunArgs) -> Result<Stream> {
+pub fn build(registry: &Registry, args: &RunArgs, clock: Option<Arc<dyn Clock>>) -> Result<Stream> {
     if args.outputs.is_empty() {
         return Err(Error::invalid("no output: add -o OUT (e.g. -o out.y4m, -o 'snap.png', or -o - to pipe)"));
     }
@@ -83,7 +93,14 @@ pub fn build(registry: &Registry, args: &RunArgs) -> Result<Stream> {
         queue_capacity: None,
     };
     let stream = match &args.source {
-        Some(uri) => Stream::new(registry.build_source(uri)?, sinks, options),
+        Some(uri) => {
+            let source = registry.build_source(uri)?;
+            let source = match clock {
+                Some(clock) => Box::new(SyncedSource::new(source, clock)),
+                None => source,
+            };
+            Stream::new(source, sinks, options)
+        }
         None if args.layers.is_empty() => {
             return Err(Error::invalid("nothing to show: give a source (e.g. 'test:smpte') or at least one --layer"))
         }
