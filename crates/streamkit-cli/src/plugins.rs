@@ -6,5 +6,6 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new();
     streamkit_builtins::register(&mut registry);
     streamkit_media::register(&mut registry);
+    streamkit_rtp::register(&mut registry);
     registry
 }

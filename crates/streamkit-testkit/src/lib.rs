@@ -21,7 +21,9 @@ pub fn require_tool(tool: &str) -> bool {
 
 /// [`require_tool`] with the CI flag passed in, so the rule itself is testable.
 pub fn tool_available(tool: &str, ci: bool) -> bool {
-    let found = Command::new(tool).arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
+    // FFmpeg's tools take `-version`, GStreamer's and most others `--version`.
+    let runs = |flag: &str| Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success());
+    let found = runs("-version") || runs("--version");
     if !found {
         if ci {
             panic!("{tool} is required in CI (CI=true) but is not on PATH (scripts/test installs it as root)");
