@@ -138,50 +138,53 @@ pub fn copy_plane(src: &[u8], src_stride: usize, dst: &mut [u8], dst_stride: usi
     }
 }
 
-// ---------------------------------------------------------------------------
-// BT.709 limited-range coefficients, derived from Kr and Kb at compile time.
-// ---------------------------------------------------------------------------
+/// BT.709 limited-range coefficients in fixed point, derived from Kr and Kb at
+/// compile time. Public so that converters of other layouts (4:2:2 for RTP)
+/// share the exact same maths.
+pub mod bt709 {
 
-/// Kr, Kg, Kb of BT.709 in ten-thousandths.
-const KR: i64 = 2126;
-const KB: i64 = 722;
-const KG: i64 = 10_000 - KR - KB;
+    /// Kr, Kg, Kb of BT.709 in ten-thousandths.
+    pub const KR: i64 = 2126;
+    pub const KB: i64 = 722;
+    pub const KG: i64 = 10_000 - KR - KB;
 
-/// RGB → YUV fraction bits. Every coefficient stays below 2^15, so LLVM can
-/// narrow the multiplies to 16 bits.
-const TO_YUV_SHIFT: u32 = 15;
-/// YUV → RGB fraction bits; the largest coefficient (2.11) still fits an i16.
-const TO_RGB_SHIFT: u32 = 13;
+    /// RGB → YUV fraction bits. Every coefficient stays below 2^15, so LLVM can
+    /// narrow the multiplies to 16 bits.
+    pub const TO_YUV_SHIFT: u32 = 15;
+    /// YUV → RGB fraction bits; the largest coefficient (2.11) still fits an i16.
+    pub const TO_RGB_SHIFT: u32 = 13;
 
-/// `num / den` in fixed point with `shift` fraction bits, rounded to nearest.
-const fn fixed(num: i64, den: i64, shift: u32) -> i32 {
-    let scaled = num << shift;
-    let half = den / 2;
-    (if scaled >= 0 { (scaled + half) / den } else { (scaled - half) / den }) as i32
+    /// `num / den` in fixed point with `shift` fraction bits, rounded to nearest.
+    pub const fn fixed(num: i64, den: i64, shift: u32) -> i32 {
+        let scaled = num << shift;
+        let half = den / 2;
+        (if scaled >= 0 { (scaled + half) / den } else { (scaled - half) / den }) as i32
+    }
+
+    /// Luma: Y = 16 + 219/255 · (Kr·R + Kg·G + Kb·B). G takes up the rounding so
+    /// the row sums to exactly 219/255 and white lands on 235.
+    pub const Y_R: i32 = fixed(KR * 219, 10_000 * 255, TO_YUV_SHIFT);
+    pub const Y_B: i32 = fixed(KB * 219, 10_000 * 255, TO_YUV_SHIFT);
+    pub const Y_G: i32 = fixed(219, 255, TO_YUV_SHIFT) - Y_R - Y_B;
+
+    /// Chroma: U = 128 + 112/255 · (B − Y′)/(1 − Kb), V likewise with R and Kr.
+    /// The middle term takes up the rounding so each row sums to exactly zero and
+    /// every grey lands on U = V = 128.
+    pub const U_R: i32 = fixed(-112 * KR, 255 * (10_000 - KB), TO_YUV_SHIFT);
+    pub const U_B: i32 = fixed(112, 255, TO_YUV_SHIFT);
+    pub const U_G: i32 = -U_R - U_B;
+    pub const V_R: i32 = fixed(112, 255, TO_YUV_SHIFT);
+    pub const V_B: i32 = fixed(-112 * KB, 255 * (10_000 - KR), TO_YUV_SHIFT);
+    pub const V_G: i32 = -V_R - V_B;
+
+    /// Inverse: R = 255/219 · (Y − 16) + 255/112 · (1 − Kr) · (V − 128), and so on.
+    pub const RGB_Y: i32 = fixed(255, 219, TO_RGB_SHIFT);
+    pub const R_V: i32 = fixed(255 * (10_000 - KR), 112 * 10_000, TO_RGB_SHIFT);
+    pub const G_U: i32 = fixed(-255 * (10_000 - KB) * KB, 112 * 10_000 * KG, TO_RGB_SHIFT);
+    pub const G_V: i32 = fixed(-255 * (10_000 - KR) * KR, 112 * 10_000 * KG, TO_RGB_SHIFT);
+    pub const B_U: i32 = fixed(255 * (10_000 - KB), 112 * 10_000, TO_RGB_SHIFT);
 }
-
-/// Luma: Y = 16 + 219/255 · (Kr·R + Kg·G + Kb·B). G takes up the rounding so
-/// the row sums to exactly 219/255 and white lands on 235.
-const Y_R: i32 = fixed(KR * 219, 10_000 * 255, TO_YUV_SHIFT);
-const Y_B: i32 = fixed(KB * 219, 10_000 * 255, TO_YUV_SHIFT);
-const Y_G: i32 = fixed(219, 255, TO_YUV_SHIFT) - Y_R - Y_B;
-
-/// Chroma: U = 128 + 112/255 · (B − Y′)/(1 − Kb), V likewise with R and Kr.
-/// The middle term takes up the rounding so each row sums to exactly zero and
-/// every grey lands on U = V = 128.
-const U_R: i32 = fixed(-112 * KR, 255 * (10_000 - KB), TO_YUV_SHIFT);
-const U_B: i32 = fixed(112, 255, TO_YUV_SHIFT);
-const U_G: i32 = -U_R - U_B;
-const V_R: i32 = fixed(112, 255, TO_YUV_SHIFT);
-const V_B: i32 = fixed(-112 * KB, 255 * (10_000 - KR), TO_YUV_SHIFT);
-const V_G: i32 = -V_R - V_B;
-
-/// Inverse: R = 255/219 · (Y − 16) + 255/112 · (1 − Kr) · (V − 128), and so on.
-const RGB_Y: i32 = fixed(255, 219, TO_RGB_SHIFT);
-const R_V: i32 = fixed(255 * (10_000 - KR), 112 * 10_000, TO_RGB_SHIFT);
-const G_U: i32 = fixed(-255 * (10_000 - KB) * KB, 112 * 10_000 * KG, TO_RGB_SHIFT);
-const G_V: i32 = fixed(-255 * (10_000 - KR) * KR, 112 * 10_000 * KG, TO_RGB_SHIFT);
-const B_U: i32 = fixed(255 * (10_000 - KB), 112 * 10_000, TO_RGB_SHIFT);
+use bt709::*;
 
 /// Y of one RGBA pixel (as [`pixel`] loads it), rounded.
 #[inline(always)]

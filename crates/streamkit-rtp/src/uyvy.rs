@@ -18,32 +18,8 @@ use streamkit_core::{Error, Frame, PixelFormat, Result};
 /// Bytes per pixel group (two pixels).
 pub const PGROUP_BYTES: usize = 4;
 
-const KR: i64 = 2126;
-const KB: i64 = 722;
-const KG: i64 = 10_000 - KR - KB;
-const TO_YUV_SHIFT: u32 = 15;
-const TO_RGB_SHIFT: u32 = 13;
-
-const fn fixed(num: i64, den: i64, shift: u32) -> i32 {
-    let scaled = num << shift;
-    let half = den / 2;
-    (if scaled >= 0 { (scaled + half) / den } else { (scaled - half) / den }) as i32
-}
-
-const Y_R: i32 = fixed(KR * 219, 10_000 * 255, TO_YUV_SHIFT);
-const Y_B: i32 = fixed(KB * 219, 10_000 * 255, TO_YUV_SHIFT);
-const Y_G: i32 = fixed(219, 255, TO_YUV_SHIFT) - Y_R - Y_B;
-const U_R: i32 = fixed(-112 * KR, 255 * (10_000 - KB), TO_YUV_SHIFT);
-const U_B: i32 = fixed(112, 255, TO_YUV_SHIFT);
-const U_G: i32 = -U_R - U_B;
-const V_R: i32 = fixed(112, 255, TO_YUV_SHIFT);
-const V_B: i32 = fixed(-112 * KB, 255 * (10_000 - KR), TO_YUV_SHIFT);
-const V_G: i32 = -V_R - V_B;
-const RGB_Y: i32 = fixed(255, 219, TO_RGB_SHIFT);
-const R_V: i32 = fixed(255 * (10_000 - KR), 112 * 10_000, TO_RGB_SHIFT);
-const G_U: i32 = fixed(-255 * (10_000 - KB) * KB, 112 * 10_000 * KG, TO_RGB_SHIFT);
-const G_V: i32 = fixed(-255 * (10_000 - KR) * KR, 112 * 10_000 * KG, TO_RGB_SHIFT);
-const B_U: i32 = fixed(255 * (10_000 - KB), 112 * 10_000, TO_RGB_SHIFT);
+// The same BT.709 fixed-point coefficients as every other conversion.
+use streamkit_core::convert::bt709::*;
 
 /// Bytes in one UYVY row of `width` pixels.
 pub fn uyvy_stride(width: u32) -> usize {
