@@ -696,7 +696,10 @@ impl Sink for Y4mSink {
         if self.frames == 0 {
             tracing::warn!("{}: no frames arrived, so the output has no header and is empty", self.describe());
         }
-        self.writer.shutdown().await.context(|| format!("finishing y4m {}", self.name))
+        // flush first: tokio's stdout `shutdown` does not wait for the last write.
+        let what = || format!("finishing y4m {}", self.name);
+        self.writer.flush().await.context(what)?;
+        self.writer.shutdown().await.context(what)
     }
 }
 

@@ -21,8 +21,8 @@ Examples:
   # Several outputs at once, and a PNG snapshot of frame 100
   streamkit run test:ball --frames 300 -o out.y4m -o 'snap.png?frame=100'
 
-  # Pipe into ffplay in real time
-  streamkit run test:ball --realtime -o - | ffplay -
+  # Pipe into ffplay in real time (y4m:- is Y4M on stdout; plain - is the streamkit wire format)
+  streamkit run test:ball --realtime -o y4m:- | ffplay -
 
   # Live HLS in the browser: write segments and serve them at http://127.0.0.1:8080/
   streamkit run test:ball --realtime -o 'hls:out/live?serve=127.0.0.1:8080'
