@@ -43,7 +43,7 @@ pub use auth::Token;
 pub use codec::{CompressOptions, FrameCompressor, FrameDecompressor};
 pub use pipe::{PipeSource, WireSink, WireSource};
 pub use sink::{NetworkSink, NetworkSinkConfig, NetworkSinkStats, SinkStatsHandle};
-pub use source::{NetworkSource, NetworkSourceConfig, NetworkSourceStats, Reconnect};
+pub use source::{NetworkSource, NetworkSourceConfig, NetworkSourceStats, Reconnect, HOP_STAMP_PREFIX};
 pub use wire::{Compression, WireDecoder, WireEvent, WireLimits};
 
 /// Registers `tcp:` (source and sink) and `wire:` (source and sink; stdin and
@@ -89,5 +89,6 @@ pub fn register(registry: &mut Registry) {
                 }
                 Ok(Box::new(WireSink::create(&uri.body, compress)?))
             },
-        );
+        )
+        .file_extension("wire", "wire");
 }

@@ -318,6 +318,25 @@ async fn connect_with_backoff(
     }
 }
 
+/// Metadata key prefix of the hop stamps: `received_ns@tcp://HOST:PORT` is
+/// when (`CLOCK_MONOTONIC`, ns) a frame arrived from that producer.
+pub const HOP_STAMP_PREFIX: &str = "received_ns@";
+
+/// Most hop stamps a frame collects; later hops stop stamping, so a stream
+/// relayed many times stays within the wire format's metadata limits.
+const MAX_HOP_STAMPS: usize = 16;
+
+/// Records the arrival of `frame` from `what`, so that a chain of hosts can
+/// tell each hop's latency from the frame alone (capture time, then one
+/// stamp per hop; machines of one chain compare stamps when their clocks
+/// agree, as on one machine or under PTP).
+fn stamp_hop(frame: &mut Frame, what: &str) {
+    let stamps = frame.metadata.iter().filter(|(k, _)| k.starts_with(HOP_STAMP_PREFIX)).count();
+    if stamps < MAX_HOP_STAMPS {
+        frame.metadata.insert(format!("{HOP_STAMP_PREFIX}{what}"), streamkit_core::time::monotonic_ns().to_string());
+    }
+}
+
 /// Receives frames from a [`crate::NetworkSink`]. See the module docs.
 pub struct NetworkSource {
     config: NetworkSourceConfig,
@@ -499,7 +518,8 @@ impl Source for NetworkSource {
                     }
                     let number = chunk.header.timing.frame_number;
                     match self.decompress(chunk).await {
-                        Ok(Some(frame)) => {
+                        Ok(Some(mut frame)) => {
+                            stamp_hop(&mut frame, &self.what);
                             self.wait_for_keyframe = false;
                             self.stats.lock().unwrap().frames += 1;
                             return Ok(Some(frame));

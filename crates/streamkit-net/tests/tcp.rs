@@ -37,7 +37,18 @@ fn source_config(addr: SocketAddr) -> NetworkSourceConfig {
 
 fn assert_same_timing_and_metadata(sent: &Frame, got: &Frame) {
     assert_eq!(got.timing, sent.timing, "timing of frame {}", sent.timing.frame_number);
-    assert_eq!(got.metadata, sent.metadata, "metadata of frame {}", sent.timing.frame_number);
+    // The sender's metadata, plus the receiver's hop stamp.
+    let mut expected: Vec<(String, String)> =
+        sent.metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let stamp = got.metadata.iter().find(|(k, _)| k.starts_with(streamkit_net::HOP_STAMP_PREFIX));
+    let (key, value) = stamp.unwrap_or_else(|| panic!("frame {} has no hop stamp", sent.timing.frame_number));
+    let received_ns: u64 = value.parse().expect("a hop stamp is a time in ns");
+    assert!(received_ns >= sent.timing.capture_time_ns, "received after capture");
+    expected.push((key.to_string(), value.to_string()));
+    expected.sort();
+    let got_metadata: Vec<(String, String)> =
+        got.metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert_eq!(got_metadata, expected, "metadata of frame {}", sent.timing.frame_number);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,14 +15,13 @@
 //! the namespace (`ip netns exec NS <this binary> probe_child --exact`),
 //! with `STREAMKIT_PTP_PROBE` telling `probe_child` what to do.
 
-use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use streamkit_testkit::netns::{self, ip, wait_line, Lab};
 
 const PROBE_ENV: &str = "STREAMKIT_PTP_PROBE";
 
@@ -30,147 +29,12 @@ const PROBE_ENV: &str = "STREAMKIT_PTP_PROBE";
 /// accuracy measurement is not disturbed by the other test.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// ptp4l present and root; else skip (or fail in CI).
+/// ptp4l present, root and `ip`; else skip (or fail in CI).
 fn can_run() -> bool {
     if std::env::var(PROBE_ENV).is_ok() {
         return false; // we are the child
     }
-    if !streamkit_testkit::require_tool("ptp4l") {
-        return false;
-    }
-    // `ip` has no `-version` (testkit's probe); ask it with -V.
-    if !Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success()) {
-        if ci() {
-            panic!("ip (iproute2) is required in CI (CI=true) but is not on PATH");
-        }
-        eprintln!("note: ip (iproute2) is not on PATH; skipping the PTP real-peer test");
-        return false;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        if ci() {
-            panic!("the PTP real-peer tests need root in CI (network namespaces, ports 319/320)");
-        }
-        eprintln!("note: not root; skipping the PTP real-peer test (needs network namespaces)");
-        return false;
-    }
-    true
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Namespaces, links and processes of one test; removed on drop.
-struct Lab {
-    tag: String,
-    namespaces: Vec<String>,
-    children: Vec<(String, Child)>,
-}
-
-impl Lab {
-    fn new(name: &str) -> Lab {
-        // Short names: interface names have at most 15 characters.
-        Lab { tag: format!("{name}{}", std::process::id() % 100_000), namespaces: Vec::new(), children: Vec::new() }
-    }
-
-    fn ns(&mut self, suffix: &str) -> String {
-        let name = format!("sk{}{suffix}", self.tag);
-        ip(&["netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        ip(&["-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-
-    /// A veth pair with one end in each namespace; returns the two names.
-    fn veth(&mut self, a: &str, a_suffix: &str, b: &str, b_suffix: &str) -> (String, String) {
-        let (va, vb) = (format!("v{}{a_suffix}", self.tag), format!("v{}{b_suffix}", self.tag));
-        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
-        ip(&["link", "set", &va, "netns", a]);
-        ip(&["link", "set", &vb, "netns", b]);
-        (va, vb)
-    }
-
-    fn up(&self, ns: &str, dev: &str, addr: Option<&str>) {
-        if let Some(addr) = addr {
-            ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
-        }
-        ip(&["-n", ns, "link", "set", dev, "up"]);
-    }
-
-    /// Runs `cmd` in namespace `ns`; its stdout and stderr lines go to the
-    /// returned receiver (and are kept for the failure message).
-    fn spawn(&mut self, label: &str, ns: &str, cmd: &[&str], env: Option<(&str, String)>) -> mpsc::Receiver<String> {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", ns]).args(cmd).stdout(Stdio::piped()).stderr(Stdio::piped());
-        if let Some((k, v)) = env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        self.children.push((label.to_string(), child));
-        rx
-    }
-
-    fn kill(&mut self, label: &str) {
-        if let Some(i) = self.children.iter().position(|(l, _)| l == label) {
-            let (_, mut child) = self.children.remove(i);
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // Deleting a namespace deletes the veth ends in it (and their peers).
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-/// Waits up to `timeout` for a line matching `pred`, collecting all lines.
-fn wait_line(
-    rx: &mpsc::Receiver<String>,
-    seen: &mut Vec<String>,
-    timeout: Duration,
-    pred: impl Fn(&str) -> bool,
-) -> Option<String> {
-    let deadline = Instant::now() + timeout;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                seen.push(line.clone());
-                if pred(&line) {
-                    return Some(line);
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => return None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
-        }
-    }
-    None
+    streamkit_testkit::require_tool("ptp4l") && netns::available("the PTP real-peer test")
 }
 
 fn ptp4l_master(lab: &mut Lab, ns: &str, dev: &str, priority1: u8, extra: &[&str]) -> (String, mpsc::Receiver<String>) {
@@ -178,7 +42,7 @@ fn ptp4l_master(lab: &mut Lab, ns: &str, dev: &str, priority1: u8, extra: &[&str
     let mut cmd = vec!["ptp4l", "-i", dev, "-S", "-m", "--masterOnly=1", &priority, "--logSyncInterval=-3"];
     cmd.extend_from_slice(extra);
     let label = format!("ptp4l-master-{priority1}");
-    let rx = lab.spawn(&label, ns, &cmd, None);
+    let rx = lab.spawn(&label, ns, &cmd, &[]);
     let mut seen = Vec::new();
     let line = wait_line(&rx, &mut seen, Duration::from_secs(30), |l| l.contains("as best master"));
     let line = line.unwrap_or_else(|| panic!("ptp4l grandmaster did not start:\n{}", seen.join("\n")));
@@ -197,12 +61,7 @@ fn probe(lab: &mut Lab, ns: &str, dev: &str, seconds: u32) -> mpsc::Receiver<Str
     let exe = std::env::current_exe().unwrap();
     let exe = exe.to_str().unwrap().to_string();
     let spec = format!("{dev} 0 {seconds}");
-    lab.spawn(
-        "probe",
-        ns,
-        &[&exe, "probe_child", "--exact", "--nocapture", "--test-threads=1"],
-        Some((PROBE_ENV, spec)),
-    )
+    lab.spawn("probe", ns, &[&exe, "probe_child", "--exact", "--nocapture", "--test-threads=1"], &[(PROBE_ENV, spec)])
 }
 
 fn p95(mut values: Vec<f64>) -> f64 {
@@ -384,7 +243,7 @@ fn ptp4l_grandmaster_lock_accuracy_and_hostile_packets() {
         "ptp4l-slave",
         &b,
         &["ptp4l", "-i", &vb, "-s", "-S", "-m", "--free_running=1", "--freq_est_interval=0", "--summary_interval=-3"],
-        None,
+        &[],
     );
     let seconds = 40;
     let ours = probe(&mut lab, &b, &vb, seconds);
@@ -474,7 +333,7 @@ fn ptp4l_two_masters_best_is_followed_then_failover() {
     // Three namespaces on one bridge (in a fourth): two grandmasters, us.
     let mut lab = Lab::new("f");
     let (m1, m2, c, s) = (lab.ns("M"), lab.ns("N"), lab.ns("C"), lab.ns("S"));
-    let bridge = format!("br{}", lab.tag);
+    let bridge = format!("br{}", lab.tag());
     ip(&["-n", &s, "link", "add", &bridge, "type", "bridge", "mcast_snooping", "0"]);
     ip(&["-n", &s, "link", "set", &bridge, "up"]);
     let mut ends = Vec::new();

@@ -8,6 +8,7 @@ use std::process::Command;
 
 pub mod chromium;
 pub mod http;
+pub mod netns;
 
 /// Whether this is CI (`CI=true`), where a missing peer is a failure.
 pub fn in_ci() -> bool {
