@@ -654,6 +654,10 @@ impl Sink for Y4mSink {
         format!("y4m:{}", self.name)
     }
 
+    fn input_format(&self) -> Option<PixelFormat> {
+        Some(PixelFormat::I420) // Y4M holds 4:2:0
+    }
+
     fn set_stream_info(&mut self, info: &StreamInfo) {
         self.fps.get_or_insert(info.fps);
     }

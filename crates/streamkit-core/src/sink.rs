@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::frame::Frame;
+use crate::frame::{Frame, PixelFormat};
 use crate::queue::QueuePolicy;
 use crate::time::Fps;
 
@@ -25,6 +25,15 @@ pub trait Sink: Send {
     /// frame ([`QueuePolicy::Block`]); live outputs prefer fresh frames.
     fn queue_policy(&self) -> QueuePolicy {
         QueuePolicy::Block
+    }
+
+    /// The pixel format this sink consumes, when it would convert what it
+    /// gets (an H.264 encoder wants I420). The stream runner then converts
+    /// each composed frame once for every sink that names the same format,
+    /// on its own task, so the conversion of the next frame overlaps this
+    /// sink's work on the current one. Sinks still accept any format.
+    fn input_format(&self) -> Option<PixelFormat> {
+        None
     }
 
     /// Called once before the first frame: sinks whose format records the

@@ -18,8 +18,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::compositor::{Compositor, LayerControl};
+use crate::convert::convert_into;
 use crate::error::{Error, Result};
-use crate::frame::Frame;
+use crate::frame::{BufferPool, Frame, PixelFormat};
 use crate::queue;
 use crate::sink::{Sink, StreamInfo};
 use crate::source::Source;
@@ -170,6 +171,7 @@ impl Stream {
         let (mut outputs, tasks): (Vec<SinkTask>, Vec<_>) =
             self.sinks.drain(..).map(|sink| SinkTask::spawn(sink, capacity, self.stats.clone())).unzip();
         let mut failures = Vec::new();
+        let mut converter = Converter::default();
         let limit = self.frame_limit();
         let pace = self.options.realtime && !self.source.as_ref().is_some_and(|s| s.info().live);
         // tokio's clock, so that tests can run pacing in paused (virtual) time.
@@ -210,8 +212,30 @@ impl Stream {
             };
             self.stats.stage_time("compose", started.elapsed());
             self.stats.frame_out();
+            let mut converted: Vec<(PixelFormat, Result<Frame>)> = Vec::new();
             for output in &mut outputs {
-                output.send(&composed).await;
+                let format = match output.format {
+                    Some(f) if f != composed.format() => f,
+                    _ => {
+                        output.send(&composed).await;
+                        continue;
+                    }
+                };
+                if !converted.iter().any(|(f, _)| *f == format) {
+                    let started = Instant::now();
+                    converted.push((format, converter.convert(&composed, format)));
+                    self.stats.stage_time("convert", started.elapsed());
+                }
+                match converted.iter().find(|(f, _)| *f == format).map(|(_, c)| c) {
+                    Some(Ok(frame)) => output.send(frame).await,
+                    Some(Err(e)) => {
+                        tracing::error!("{}: {e}; this output stops, the others go on", output.name);
+                        failures.push(Error::invalid(e.to_string()).in_stage(output.name.clone()));
+                        output.queue.close(); // the sink closes what it wrote
+                        output.alive = false;
+                    }
+                    None => unreachable!("converted above"),
+                }
             }
             outputs.retain_mut(|o| o.alive);
             frames += 1;
@@ -275,8 +299,38 @@ enum Next {
     Failed(Error),
 }
 
+/// Composed frames in the pixel formats sinks asked for, into pooled
+/// buffers (one pool per format), so a steady stream allocates nothing.
+#[derive(Default)]
+struct Converter {
+    pools: Vec<(PixelFormat, BufferPool)>,
+}
+
+/// Converted frames a pool keeps for reuse: enough for the sinks' queues.
+const CONVERTED_FREE_BUFFERS: usize = 8;
+
+impl Converter {
+    fn convert(&mut self, frame: &Frame, format: PixelFormat) -> Result<Frame> {
+        let len = format.packed_layout(frame.width(), frame.height()).byte_len();
+        let pool = match self.pools.iter().position(|(f, p)| *f == format && p.buffer_len() >= len) {
+            Some(i) => &self.pools[i].1,
+            None => {
+                self.pools.retain(|(f, _)| *f != format);
+                self.pools.push((format, BufferPool::new(len, CONVERTED_FREE_BUFFERS)));
+                &self.pools.last().expect("pushed").1
+            }
+        };
+        let mut out = Frame::from_pool(pool, format, frame.width(), frame.height())?;
+        convert_into(frame, &mut out)?;
+        Ok(out)
+    }
+}
+
 /// One sink behind its queue, in its own task.
 struct SinkTask {
+    name: String,
+    /// The pixel format the sink wants (see [`Sink::input_format`]).
+    format: Option<PixelFormat>,
     queue: queue::Sender<Frame>,
     alive: bool,
     reported_drops: u64,
@@ -286,8 +340,9 @@ struct SinkTask {
 impl SinkTask {
     fn spawn(sink: Box<dyn Sink>, capacity: usize, stats: Arc<Stats>) -> (SinkTask, JoinHandle<Result<()>>) {
         let (tx, rx) = queue::bounded(capacity, sink.queue_policy());
+        let (name, format) = (sink.describe(), sink.input_format());
         let task = tokio::spawn(drive_sink(sink, rx, stats.clone()));
-        (SinkTask { queue: tx, alive: true, reported_drops: 0, stats }, task)
+        (SinkTask { name, format, queue: tx, alive: true, reported_drops: 0, stats }, task)
     }
 
     async fn send(&mut self, frame: &Frame) {
@@ -419,6 +474,68 @@ mod tests {
         assert_eq!(frames.iter().map(|f| f.0).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
         assert!(closed);
         assert_eq!(report.stats.frames_out, 10);
+    }
+
+    /// Records the format and buffer address of every frame it gets.
+    struct Wants(Option<PixelFormat>, Arc<Mutex<Vec<(PixelFormat, usize)>>>);
+
+    #[async_trait]
+    impl Sink for Wants {
+        fn describe(&self) -> String {
+            format!("wants {:?}", self.0)
+        }
+        fn input_format(&self) -> Option<PixelFormat> {
+            self.0
+        }
+        async fn write(&mut self, frame: &Frame) -> Result<()> {
+            self.1.lock().unwrap().push((frame.format(), frame.data().as_ptr() as usize));
+            Ok(())
+        }
+        async fn close(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn sinks_wanting_one_format_share_one_conversion() {
+        let seen: Vec<_> = (0..3).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        let sinks: Vec<Box<dyn Sink>> = vec![
+            Box::new(Wants(Some(PixelFormat::I420), seen[0].clone())),
+            Box::new(Wants(Some(PixelFormat::I420), seen[1].clone())),
+            Box::new(Wants(None, seen[2].clone())),
+        ];
+        let report = Stream::new(counter(5), sinks, StreamOptions::default()).run().await.unwrap();
+        assert_eq!(report.frames_out, 5);
+        let [a, b, c] = [0, 1, 2].map(|i| seen[i].lock().unwrap().clone());
+        assert!(a.iter().chain(&b).all(|(f, _)| *f == PixelFormat::I420));
+        assert!(c.iter().all(|(f, _)| *f == PixelFormat::Rgba8Premul));
+        assert_eq!(a, b, "the same converted frames, not one conversion per sink");
+        assert!(report.stats.stages.iter().any(|s| s.name == "convert"), "{:?}", report.stats.stages);
+    }
+
+    #[tokio::test]
+    async fn a_conversion_that_cannot_be_done_stops_only_that_sink() {
+        // I420 needs even sizes: a 15x15 frame cannot be converted.
+        struct Odd(u64);
+        #[async_trait]
+        impl Source for Odd {
+            fn info(&self) -> SourceInfo {
+                SourceInfo::new("odd")
+            }
+            async fn next_frame(&mut self) -> Result<Option<Frame>> {
+                self.0 += 1;
+                Ok((self.0 <= 3).then(|| Frame::new(PixelFormat::Rgba8Premul, 15, 15).unwrap()))
+            }
+        }
+        let (wants, plain) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+        let sinks: Vec<Box<dyn Sink>> =
+            vec![Box::new(Wants(Some(PixelFormat::I420), wants.clone())), Box::new(Wants(None, plain.clone()))];
+        let report = Stream::new(Box::new(Odd(0)), sinks, StreamOptions::default()).run().await.unwrap();
+        assert_eq!(report.frames_out, 3);
+        assert!(wants.lock().unwrap().is_empty());
+        assert_eq!(plain.lock().unwrap().len(), 3);
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(report.failures[0].to_string().contains("wants Some(I420)"), "{}", report.failures[0]);
     }
 
     #[tokio::test]

@@ -138,6 +138,10 @@ impl Sink for Mp4Sink {
         format!("mp4:{}", self.path.display())
     }
 
+    fn input_format(&self) -> Option<streamkit_core::PixelFormat> {
+        Some(streamkit_core::PixelFormat::I420) // what the encoder reads
+    }
+
     fn set_stream_info(&mut self, info: &StreamInfo) {
         self.encode.set_stream_info(info);
     }

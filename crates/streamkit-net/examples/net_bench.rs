@@ -38,21 +38,24 @@ fn main() {
         let mode: Compression = args[3].parse().unwrap();
         let frames = args[4].parse().unwrap();
         let fps: f64 = args[5].parse().unwrap();
-        runtime.block_on(produce(port, mode, frames, fps));
+        let i420 = args.get(6).is_some_and(|a| a == "i420");
+        runtime.block_on(produce(port, mode, frames, fps, i420));
         return;
     }
     let anchor = !args.iter().any(|a| a == "--no-anchor" || a == "--raw-only");
     println!("# streamkit-net loopback benchmark, {WIDTH}x{HEIGHT} RGBA source frames");
     let mut results = Vec::new();
-    results.push(("raw, full speed", runtime.block_on(run(Compression::None, 600, 0.0))));
+    results.push(("raw, full speed", runtime.block_on(run(Compression::None, 600, 0.0, false))));
     if args.iter().any(|a| a == "--raw-only") {
         return;
     }
-    results.push(("raw, 30 fps", runtime.block_on(run(Compression::None, 150, 30.0))));
-    results.push(("jpeg, 30 fps", runtime.block_on(run(Compression::Jpeg, 150, 30.0))));
-    results.push(("h264, 30 fps", runtime.block_on(run(Compression::H264, 150, 30.0))));
-    results.push(("jpeg, full speed", runtime.block_on(run(Compression::Jpeg, 150, 0.0))));
-    results.push(("h264, full speed", runtime.block_on(run(Compression::H264, 150, 0.0))));
+    results.push(("raw, 30 fps", runtime.block_on(run(Compression::None, 150, 30.0, false))));
+    // A camera's or decoder's native 4:2:0 frame: 3.1 MB instead of 8.3 MB.
+    results.push(("raw I420, 30 fps", runtime.block_on(run(Compression::None, 150, 30.0, true))));
+    results.push(("jpeg, 30 fps", runtime.block_on(run(Compression::Jpeg, 150, 30.0, false))));
+    results.push(("h264, 30 fps", runtime.block_on(run(Compression::H264, 150, 30.0, false))));
+    results.push(("jpeg, full speed", runtime.block_on(run(Compression::Jpeg, 150, 0.0, false))));
+    results.push(("h264, full speed", runtime.block_on(run(Compression::H264, 150, 0.0, false))));
     println!();
     println!("| mode | frames | fps | MB/s (of raw RGBA) | wire MB/s | latency p50 | p99 | max |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -112,12 +115,15 @@ fn frames() -> Vec<Frame> {
         .collect()
 }
 
-async fn produce(port: u16, mode: Compression, count: u64, fps: f64) {
+async fn produce(port: u16, mode: Compression, count: u64, fps: f64, i420: bool) {
     let mut config = NetworkSinkConfig::new(port).with_compression(mode);
     config.queue = QueuePolicy::Block;
     config.compress.bitrate_bps = 8_000_000;
     let mut sink = NetworkSink::bind(config).unwrap();
-    let pictures = frames();
+    let mut pictures = frames();
+    if i420 {
+        pictures = pictures.iter().map(|f| streamkit_core::convert::convert(f, PixelFormat::I420).unwrap()).collect();
+    }
     sink.stats_handle().wait_for_consumers(1).await;
     let start = Instant::now();
     for n in 0..count {
@@ -131,10 +137,11 @@ async fn produce(port: u16, mode: Compression, count: u64, fps: f64) {
     sink.close().await.unwrap();
 }
 
-async fn run(mode: Compression, frames: u64, fps: f64) -> Measured {
+async fn run(mode: Compression, frames: u64, fps: f64, i420: bool) -> Measured {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut producer = Command::new(std::env::current_exe().unwrap())
         .args(["--produce", &port.to_string(), mode.name(), &frames.to_string(), &fps.to_string()])
+        .arg(if i420 { "i420" } else { "rgba" })
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

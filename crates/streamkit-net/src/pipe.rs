@@ -122,6 +122,10 @@ impl Sink for WireSink {
         format!("wire:{}", self.name)
     }
 
+    fn input_format(&self) -> Option<streamkit_core::PixelFormat> {
+        (self.compression == Compression::H264).then_some(streamkit_core::PixelFormat::I420)
+    }
+
     fn set_stream_info(&mut self, info: &StreamInfo) {
         self.fps.get_or_insert(info.fps);
         if let Some(c) = &mut self.compressor {

@@ -450,6 +450,10 @@ impl Sink for NetworkSink {
         self.shared.config.queue
     }
 
+    fn input_format(&self) -> Option<streamkit_core::PixelFormat> {
+        (self.shared.config.compress.compression == Compression::H264).then_some(streamkit_core::PixelFormat::I420)
+    }
+
     fn set_stream_info(&mut self, info: &StreamInfo) {
         self.announce(Some(info.fps), info.size);
         if let Some(c) = &mut self.compressor {

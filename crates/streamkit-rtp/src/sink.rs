@@ -426,6 +426,10 @@ impl Sink for RtpSink {
         streamkit_core::queue::QueuePolicy::Block
     }
 
+    fn input_format(&self) -> Option<streamkit_core::PixelFormat> {
+        (self.options.format == RtpFormat::H264).then_some(streamkit_core::PixelFormat::I420)
+    }
+
     /// Writes the SDP file now when the size is known, so that a receiver
     /// can be started before the first packet.
     fn set_stream_info(&mut self, info: &StreamInfo) {
