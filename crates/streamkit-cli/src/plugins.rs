@@ -8,6 +8,7 @@ pub fn registry() -> Registry {
     streamkit_media::register(&mut registry);
     streamkit_rtp::register(&mut registry);
     streamkit_net::register(&mut registry);
+    streamkit_webrtc::register(&mut registry);
     // `-` speaks the streamkit wire format (stdin also accepts Y4M); after
     // builtins, which default it to Y4M.
     registry.stdio("wire");
