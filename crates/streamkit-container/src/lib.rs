@@ -13,4 +13,6 @@
 //! * [`mp4::reader`] — ISO BMFF parsing into tracks and sample tables, plain
 //!   and fragmented, hardened against hostile and truncated input.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mp4;

@@ -9,6 +9,8 @@
 //!   fails when `nasm` cannot run, and [`openh264_simd`] proves at run time
 //!   that the assembly kernels were linked.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod nal;
 
 #[cfg(feature = "codec")]

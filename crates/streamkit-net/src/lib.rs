@@ -31,6 +31,8 @@
 
 pub mod auth;
 pub mod codec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod options;
 pub mod pipe;
 pub mod sink;

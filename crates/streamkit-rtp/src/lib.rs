@@ -52,6 +52,8 @@ use std::str::FromStr;
 use streamkit_core::registry::Registry;
 use streamkit_core::Error;
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod h264;
 pub mod net;
 pub mod pacer;

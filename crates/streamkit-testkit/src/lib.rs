@@ -98,3 +98,23 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Replays every input of the committed fuzz corpus `fuzz/corpus/TARGET`
+/// under `crate_dir` through `check` (the fuzz target's own body), so that
+/// what the fuzzer once explored stays panic-free in ordinary test runs.
+/// Returns how many inputs ran; a missing or tiny corpus is a failure.
+pub fn replay_fuzz_corpus(crate_dir: &str, target: &str, check: fn(&[u8])) -> usize {
+    let dir = Path::new(crate_dir).join("fuzz/corpus").join(target);
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("no fuzz corpus at {} ({e}); grow one with scripts/fuzz", dir.display()));
+    let mut inputs = 0;
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let outcome = std::panic::catch_unwind(|| check(&data));
+        assert!(outcome.is_ok(), "fuzz target {target} fails on {}", path.display());
+        inputs += 1;
+    }
+    assert!(inputs >= 8, "the {target} corpus at {} holds only {inputs} inputs", dir.display());
+    inputs
+}
