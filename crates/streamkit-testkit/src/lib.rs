@@ -22,9 +22,11 @@ pub fn require_tool(tool: &str) -> bool {
 
 /// [`require_tool`] with the CI flag passed in, so the rule itself is testable.
 pub fn tool_available(tool: &str, ci: bool) -> bool {
-    // FFmpeg's tools take `-version`, GStreamer's and most others `--version`.
+    // GStreamer's tools and most others take `--version`, FFmpeg's and
+    // ptp4l `-version` (they refuse `--version` at once). `--version` goes
+    // first: coturn's turnserver takes `-version` as settings and serves.
     let runs = |flag: &str| Command::new(tool).arg(flag).output().is_ok_and(|o| o.status.success());
-    let found = runs("-version") || runs("--version");
+    let found = runs("--version") || runs("-version");
     if !found {
         if ci {
             panic!("{tool} is required in CI (CI=true) but is not on PATH (scripts/test installs it as root)");

@@ -13,7 +13,9 @@
 //! (ICE, DTLS, SRTP, RTP/RTCP, H.264 packetisation as a state machine fed
 //! bytes and time), like our RTP and PTP cores. Each session is one tokio
 //! task owning its `Rtc` and UDP socket ([`peer`]); signalling is a small
-//! bounded HTTP/1.1 server ([`http`]).
+//! bounded HTTP/1.1 server ([`http`]). Our own candidates are gathered by
+//! us (str0m leaves that to the application): host, STUN server-reflexive
+//! ([`stun`]) and TURN relayed ([`turn`], a sans-IO TURN client over UDP).
 //!
 //! ```sh
 //! streamkit run 'test:smpte?size=1280x720&fps=30' --realtime -o 'whep://127.0.0.1:8889'   # open http://127.0.0.1:8889/
@@ -51,19 +53,19 @@ pub fn register(registry: &mut Registry) {
         .plugin("webrtc", "WebRTC via str0m with WHEP/WHIP signalling: browsers watch, browsers and OBS publish")
         .sink(
             "whep",
-            "WebRTC to browsers (WHEP at /whep, viewer page at /): H.264 encoded once for all viewers (token=, bitrate=, keyint=, ice_servers=, turn_username=, turn_credential=, max_viewers=, idle_timeout=)",
+            "WebRTC to browsers (WHEP at /whep, viewer page at /): H.264 encoded once for all viewers (token=, bitrate=, keyint=, ice_servers=, turn_username=, turn_credential=, ice_transport_policy=relay, max_viewers=, idle_timeout=)",
             "whep://127.0.0.1:8889?ice_servers=stun:stun.example.org:3478",
             |uri, _| Ok(Box::new(WhepSink::from_uri(uri)?)),
         )
         .source(
             "whip",
-            "WebRTC publishers (WHIP at /whip, camera page at /): one publication, decoded (token=, ice_servers=, turn_username=, turn_credential=, idle_timeout=)",
+            "WebRTC publishers (WHIP at /whip, camera page at /): one publication, decoded (token=, ice_servers=, turn_username=, turn_credential=, ice_transport_policy=relay, idle_timeout=)",
             "whip://127.0.0.1:8890",
             |uri, _| Ok(Box::new(WhipSource::from_uri(uri)?)),
         )
         .source(
             "whep-pull",
-            "pull WebRTC from a WHEP server, e.g. another streamkit's whep:// (token=, ice_servers=)",
+            "pull WebRTC from a WHEP server, e.g. another streamkit's whep://, through NAT with TURN (token=, ice_servers=stun:…,turn:…, turn_username=, turn_credential=, ice_transport_policy=relay, idle_timeout=)",
             "whep-pull://127.0.0.1:8889",
             |uri, _| Ok(Box::new(WhepClientSource::from_uri(uri)?)),
         );
@@ -172,6 +174,12 @@ mod tests {
         let o = WhepSinkOptions::from_uri(&uri).unwrap();
         assert_eq!((o.token.as_deref(), o.encode.bitrate_bps, o.max_viewers), (Some("t"), 2_000_000, 3));
         assert_eq!(o.ice.ice_servers, vec!["stun:s:3478".to_string()]);
+        let relay =
+            "whep://127.0.0.1:0?ice_servers=turn:t:3478&turn_username=u&turn_credential=p&ice_transport_policy=relay";
+        assert!(WhepSinkOptions::from_uri(&Uri::parse(relay).unwrap()).unwrap().ice.relay_only);
+        let err = WhepSinkOptions::from_uri(&Uri::parse("whep://127.0.0.1:0?ice_transport_policy=none").unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("expected relay or all"), "{err}");
         let err = WhepSinkOptions::from_uri(&Uri::parse("whep://127.0.0.1:0?bitrat=1").unwrap()).unwrap_err();
         assert!(err.to_string().contains("bitrate"), "{err}");
     }

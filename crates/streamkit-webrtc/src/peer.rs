@@ -469,6 +469,23 @@ mod tests {
     }
 
     #[test]
+    fn turn_servers_and_relay_only() {
+        let ice = |servers: &str, relay_only| IceOptions {
+            ice_servers: IceOptions::parse_ice_servers(servers).unwrap(),
+            turn_username: Some("u".into()),
+            turn_credential: Some("p".into()),
+            relay_only,
+            ..IceOptions::default()
+        };
+        assert_eq!(ice("stun:s:1,turn:t.example", false).turn_server().as_deref(), Some("t.example:3478"));
+        assert_eq!(ice("turn:t:1?transport=tcp,turn:u:2?transport=udp", false).turn_server().as_deref(), Some("u:2"));
+        assert_eq!(ice("turns:t:5349", false).turn_server(), None);
+        let err = ice("stun:s:1", true).validate().unwrap_err().to_string();
+        assert!(err.contains("ice_transport_policy=relay needs a turn:"), "{err}");
+        assert!(ice("turn:t:1", true).validate().is_ok());
+    }
+
+    #[test]
     fn sockets_bind_a_concrete_address() {
         let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);

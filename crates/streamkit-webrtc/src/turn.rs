@@ -14,6 +14,7 @@
 //! A stale nonce (438) is retried with the new one. [`peer`](crate::peer)
 //! does the I/O.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,8 +162,8 @@ impl TurnClient {
         if self.relayed().is_none() {
             return;
         }
-        if !self.permissions.contains_key(&peer.ip()) {
-            self.permissions.insert(peer.ip(), now + PERMISSION_REFRESH);
+        if let Entry::Vacant(entry) = self.permissions.entry(peer.ip()) {
+            entry.insert(now + PERMISSION_REFRESH);
             self.request(Request::Permission(peer.ip()), now);
         }
         if !self.channels.contains_key(&peer) && self.next_channel <= LAST_CHANNEL {
@@ -210,9 +211,12 @@ impl TurnClient {
             return Some((peer, data));
         }
         let pending = self.pending.remove(&message.transaction)?;
-        // Answers to authenticated requests must carry our integrity.
+        // Successes to authenticated requests must carry our integrity
+        // (RFC 8489 §9.2.4); errors may lack it (a stale nonce's 438 does).
         if let Some(key) = self.key {
-            if message.attr(ATTR_MESSAGE_INTEGRITY).is_some() && !verify_integrity(datagram, &key) {
+            let signed = message.attr(ATTR_MESSAGE_INTEGRITY).is_some();
+            let required = message.kind & CLASS_MASK == CLASS_SUCCESS;
+            if (signed || required) && !verify_integrity(datagram, &key) {
                 tracing::debug!("TURN server {}: answer with a bad MESSAGE-INTEGRITY ignored", self.server);
                 self.pending.insert(message.transaction, pending);
                 return None;
@@ -238,7 +242,7 @@ impl TurnClient {
                 continue;
             }
             pending.tries += 1;
-            pending.resend_at = now + RTO * (1 << pending.tries.min(6));
+            pending.resend_at = now + RTO * (1 << (pending.tries - 1).min(6)); // 0.5, 1, 2, 4 … s
             self.outgoing.push_back(pending.datagram.clone());
         }
         for transaction in given_up {
@@ -261,8 +265,12 @@ impl TurnClient {
         for ip in due {
             self.permissions.insert(ip, now + PERMISSION_REFRESH);
             self.request(Request::Permission(ip), now);
-            let binds: Vec<(SocketAddr, u16)> =
-                self.channels.iter().filter(|(a, _)| a.ip() == ip).map(|(a, c)| (*a, c.number)).collect();
+            let binds: Vec<(SocketAddr, u16)> = self
+                .channels
+                .iter()
+                .filter(|(a, c)| a.ip() == ip && c.number != 0)
+                .map(|(a, c)| (*a, c.number))
+                .collect();
             for (peer, number) in binds {
                 self.request(Request::Bind(peer, number), now);
             }
@@ -326,7 +334,7 @@ impl TurnClient {
             )),
             _ => {
                 if let Request::Bind(peer, number) = request {
-                    // Stay on Send indications for this peer.
+                    // Stay on Send indications for this peer (channel 0: none).
                     self.channels.remove(&peer);
                     self.by_number.remove(&number);
                     self.channels.insert(peer, Channel { number: 0, bound: false });

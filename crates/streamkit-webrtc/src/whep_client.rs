@@ -1,8 +1,10 @@
 //! `whep-pull://HOST:PORT[/PATH]` (or `whep-pull:http://…`) — a WHEP
 //! client: pulls H.264 video from a WHEP server (another streamkit's
 //! `whep://` sink, or any WHEP server) and yields decoded frames. A network
-//! hop that crosses NAT: ICE with our host candidate plus a STUN-learnt
-//! server-reflexive one (`ice_servers=stun:…`).
+//! hop that crosses NAT: ICE with our host candidate, a STUN-learnt
+//! server-reflexive one (`ice_servers=stun:…`) and a TURN relayed one
+//! (`ice_servers=turn:…&turn_username=…&turn_credential=…`; only that one
+//! with `ice_transport_policy=relay`).
 //!
 //! We make the offer (receive-only H.264), POST it, apply the answer, and
 //! `DELETE` the session's `Location` when the source closes. The stream
@@ -28,7 +30,7 @@ use crate::receive::{self, RemoteVideo, UnitForwarder};
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `whep-pull://HOST:PORT/whep?token=T&ice_servers=stun:…`.
+/// `whep-pull://HOST:PORT/whep?token=T&ice_servers=stun:…,turn:…&turn_username=U&turn_credential=P&ice_transport_policy=relay`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WhepClientOptions {
     /// `http://HOST:PORT/PATH` of the WHEP endpoint.

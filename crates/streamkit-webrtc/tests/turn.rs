@@ -1,9 +1,11 @@
 //! Our own side through a real TURN server (coturn's `turnserver` on
 //! 127.0.0.1): a `whep-pull://` client that may only offer its relayed
 //! candidate (`ice_transport_policy=relay`) decodes frames from a `whep://`
-//! sink, and the traffic really crossed the relay (coturn's log shows our
-//! allocation and a permission for the sink; our TURN counters show the
-//! bytes); wrong credentials fail with a message naming the server.
+//! sink, so every frame crossed the relay (coturn's log shows our
+//! allocation, a permission and a channel for the sink, and the allocation
+//! freed on close; our TURN counter shows the bytes); the sink can answer
+//! with a relayed candidate only; wrong credentials fail with a message
+//! naming the server.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +21,7 @@ use streamkit_webrtc::{turn, WhepClientSource, WhepSink, WhepSinkOptions};
 struct Coturn {
     child: Child,
     port: u16,
+    dir: PathBuf,
     log: PathBuf,
 }
 
@@ -46,7 +49,7 @@ impl Coturn {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting turnserver");
-        let coturn = Coturn { child, port, log };
+        let coturn = Coturn { child, port, dir, log };
         // Ready when it answers a STUN binding request.
         let probe = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let server = format!("127.0.0.1:{port}");
@@ -66,6 +69,7 @@ impl Drop for Coturn {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -115,9 +119,17 @@ async fn whep_client_pulls_through_a_turn_relay_only() {
     stop.stop();
     task.await.unwrap();
     let log = coturn.log();
-    assert!(log.contains("username=<test>") && log.contains("realm=<streamkit>"), "no allocation by us:\n{log}");
-    assert!(log.contains("CREATE_PERMISSION processed, success"), "no permission for the sink:\n{log}");
-    assert!(log.contains("CHANNEL_BIND processed, success"), "no channel to the sink:\n{log}");
+    let processed =
+        |what: &str| log.contains(&format!("realm <streamkit> user <test>: incoming packet {what} processed, success"));
+    assert!(processed("ALLOCATE"), "no allocation by us:\n{log}");
+    assert!(processed("CREATE_PERMISSION"), "no permission for the sink:\n{log}");
+    assert!(processed("CHANNEL_BIND"), "no channel to the sink:\n{log}");
+    // The session task frees the allocation as it ends, just after the close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !coturn.log().contains("username=<test>, lifetime=0") {
+        assert!(Instant::now() < deadline, "the allocation was not freed on close:\n{}", coturn.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The sink side relays too (its answer offers only the relayed candidate).
