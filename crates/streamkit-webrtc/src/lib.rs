@@ -28,6 +28,7 @@ mod md5;
 pub mod pages;
 pub mod peer;
 pub mod receive;
+mod signalling;
 pub mod stun;
 pub mod turn;
 pub mod whep_client;
@@ -112,14 +113,6 @@ fn ice_options(o: &mut Options<'_>, listen: SocketAddr) -> Result<IceOptions> {
     };
     ice.validate()?;
     Ok(ice)
-}
-
-/// A CORS preflight answer (players on other origins POST offers to us).
-fn preflight(methods: &str) -> http::Response {
-    http::Response::empty(204)
-        .with_header("Access-Control-Allow-Methods", methods)
-        .with_header("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
-        .with_header("Accept-Post", "application/sdp")
 }
 
 /// The request's SDP offer, or a `4xx` saying what is wrong with it.

@@ -36,6 +36,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::http::{self, Request, Response};
 use crate::peer::{self, IceOptions, Peer};
+use crate::signalling;
 
 /// Forced keyframes are at least this far apart, so that a burst of PLIs
 /// (many viewers joining, a lossy link) cannot turn the stream into IDRs.
@@ -113,7 +114,7 @@ pub struct EncodedUnit {
 struct Shared {
     options: WhepSinkOptions,
     feed: broadcast::Sender<Arc<EncodedUnit>>,
-    sessions: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    sessions: signalling::Sessions,
     keyframe_wanted: AtomicBool,
     connected: AtomicUsize,
     sessions_started: AtomicU64,
@@ -300,43 +301,16 @@ impl Drop for WhepSink {
 }
 
 async fn route(shared: Arc<Shared>, request: Request) -> Response {
-    let path = request.path.trim_end_matches('/');
-    match (request.method.as_str(), path) {
-        ("OPTIONS", _) => crate::preflight("POST, DELETE, PATCH, OPTIONS"),
-        ("GET" | "HEAD", "" | "/index.html") => Response::new(200, "text/html; charset=utf-8", shared.page.clone()),
-        (_, _) if !request.authorized(shared.options.token.as_deref()) => {
-            Response::text(401, "missing or wrong token (send Authorization: Bearer TOKEN)")
-                .with_header("WWW-Authenticate", "Bearer")
-        }
-        ("POST", "/whep") => match start_session(&shared, &request).await {
-            Ok(response) => response,
-            Err(response) => response,
-        },
-        ("DELETE", p) if p.starts_with("/whep/") => {
-            let id = &p["/whep/".len()..];
-            match shared.sessions.lock().unwrap().remove(id) {
-                Some(stop) => {
-                    let _ = stop.send(());
-                    Response::empty(200)
-                }
-                None => Response::text(404, format!("no session '{id}' (it ended, or never existed)")),
-            }
-        }
-        ("PATCH", p) if p.starts_with("/whep/") => {
-            let id = &p["/whep/".len()..];
-            if shared.sessions.lock().unwrap().contains_key(id) {
-                Response::text(405, "trickle ICE is not supported: send the offer after gathering completes")
-            } else {
-                Response::text(404, format!("no session '{id}'"))
-            }
-        }
-        (_, "/whep") => Response::text(405, "POST an SDP offer (Content-Type: application/sdp) here")
-            .with_header("Allow", "POST, OPTIONS"),
-        _ => Response::text(
-            404,
-            format!("nothing at {}; the viewer is at / and the WHEP endpoint at /whep", request.path),
-        ),
-    }
+    let endpoint = signalling::Endpoint {
+        path: "/whep",
+        page: &shared.page,
+        token: shared.options.token.as_deref(),
+        sessions: &shared.sessions,
+    };
+    signalling::route(endpoint, &request, || async {
+        start_session(&shared, &request).await.unwrap_or_else(|refusal| refusal)
+    })
+    .await
 }
 
 /// Negotiates one viewer: answer the offer, spawn its task.

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::http::{self, Request, Response};
 use crate::peer::{self, IceOptions, Peer};
 use crate::receive::{self, ReceivedUnit, RemoteVideo, UnitForwarder};
+use crate::signalling;
 
 pub const DEFAULT_PORT: u16 = 8890;
 
@@ -53,7 +54,7 @@ struct Shared {
     options: WhipSourceOptions,
     /// Taken by the first publisher: when its session ends, the stream ends.
     units: Mutex<Option<mpsc::Sender<ReceivedUnit>>>,
-    sessions: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    sessions: signalling::Sessions,
     decoder_wants_keyframe: Arc<AtomicBool>,
     page: String,
 }
@@ -128,37 +129,16 @@ impl Source for WhipSource {
 }
 
 async fn route(shared: Arc<Shared>, request: Request) -> Response {
-    let path = request.path.trim_end_matches('/');
-    match (request.method.as_str(), path) {
-        ("OPTIONS", _) => crate::preflight("POST, DELETE, PATCH, OPTIONS"),
-        ("GET" | "HEAD", "" | "/index.html") => Response::new(200, "text/html; charset=utf-8", shared.page.clone()),
-        (_, _) if !request.authorized(shared.options.token.as_deref()) => {
-            Response::text(401, "missing or wrong token (send Authorization: Bearer TOKEN)")
-                .with_header("WWW-Authenticate", "Bearer")
-        }
-        ("POST", "/whip") => start_session(&shared, &request).await.unwrap_or_else(|refusal| refusal),
-        ("DELETE", p) if p.starts_with("/whip/") => {
-            let id = &p["/whip/".len()..];
-            match shared.sessions.lock().unwrap().remove(id) {
-                Some(stop) => {
-                    let _ = stop.send(());
-                    Response::empty(200)
-                }
-                None => Response::text(404, format!("no session '{id}' (it ended, or never existed)")),
-            }
-        }
-        ("PATCH", p) if p.starts_with("/whip/") => {
-            let id = &p["/whip/".len()..];
-            if shared.sessions.lock().unwrap().contains_key(id) {
-                Response::text(405, "trickle ICE is not supported: send the offer after gathering completes")
-            } else {
-                Response::text(404, format!("no session '{id}'"))
-            }
-        }
-        (_, "/whip") => Response::text(405, "POST an SDP offer (Content-Type: application/sdp) here")
-            .with_header("Allow", "POST, OPTIONS"),
-        _ => Response::text(404, format!("nothing at {}; the WHIP endpoint is /whip", request.path)),
-    }
+    let endpoint = signalling::Endpoint {
+        path: "/whip",
+        page: &shared.page,
+        token: shared.options.token.as_deref(),
+        sessions: &shared.sessions,
+    };
+    signalling::route(endpoint, &request, || async {
+        start_session(&shared, &request).await.unwrap_or_else(|refusal| refusal)
+    })
+    .await
 }
 
 async fn start_session(shared: &Arc<Shared>, request: &Request) -> std::result::Result<Response, Response> {
