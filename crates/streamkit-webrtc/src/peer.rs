@@ -364,6 +364,28 @@ impl Peer {
     }
 
     /// Feeds a datagram received into `self.buf`.
+    /// Feeds the result of a read from the socket; a failed read is only
+    /// logged (ICMP errors surface here and must not end the session).
+    pub fn received(
+        &mut self,
+        read: std::io::Result<(usize, SocketAddr)>,
+        label: &str,
+    ) -> std::result::Result<(), RtcError> {
+        match read {
+            Ok((len, source)) => self.receive(len, source),
+            Err(e) => {
+                tracing::debug!("{label}: receive: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the connection politely when the session is told to stop.
+    pub fn stop(&mut self) {
+        self.rtc.disconnect();
+        let _ = self.drain();
+    }
+
     pub fn receive(&mut self, len: usize, source: SocketAddr) -> std::result::Result<(), RtcError> {
         let now = Instant::now();
         if let Some(turn) = self.turn.as_mut().filter(|turn| turn.server() == source) {

@@ -193,8 +193,7 @@ pub async fn run_receiving_session(
             break "connection closed".into();
         }
         if forwarder.closed() {
-            peer.rtc.disconnect();
-            let _ = peer.drain();
+            peer.stop();
             break "the source closed".into();
         }
         if !connected && started.elapsed() > crate::peer::CONNECT_TIMEOUT {
@@ -217,15 +216,10 @@ pub async fn run_receiving_session(
         };
         let fed = match wake {
             Wake::Stop => {
-                peer.rtc.disconnect();
-                let _ = peer.drain();
+                peer.stop();
                 break "ended by DELETE or the source closing".into();
             }
-            Wake::Packet(Ok((n, from))) => peer.receive(n, from),
-            Wake::Packet(Err(e)) => {
-                tracing::debug!("{label}: receive: {e}");
-                Ok(())
-            }
+            Wake::Packet(read) => peer.received(read, &label),
             Wake::Timeout => peer.timeout(),
         };
         if let Err(e) = fed {

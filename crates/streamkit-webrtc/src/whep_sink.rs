@@ -378,6 +378,7 @@ async fn run_viewer(
     id: String,
 ) {
     let idle = shared.options.ice.idle_timeout;
+    let label = format!("whep session {id}");
     let started = Instant::now();
     let mut video: Option<(Mid, Pt)> = None;
     let mut connected = false;
@@ -428,15 +429,10 @@ async fn run_viewer(
         };
         let fed = match wake {
             Wake::Stop => {
-                peer.rtc.disconnect();
-                let _ = peer.drain();
+                peer.stop();
                 break "ended by DELETE or the sink closing".into();
             }
-            Wake::Packet(Ok((n, from))) => peer.receive(n, from),
-            Wake::Packet(Err(e)) => {
-                tracing::debug!("whep session {id}: receive: {e}");
-                Ok(())
-            }
+            Wake::Packet(read) => peer.received(read, &label),
             Wake::Timeout => peer.timeout(),
             Wake::Unit(Err(broadcast::error::RecvError::Lagged(n))) => {
                 tracing::debug!("whep session {id}: {n} access units behind; skipping to a keyframe");
