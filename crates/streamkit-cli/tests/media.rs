@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use streamkit_testkit::{ffprobe_video, require_tool, run_tool, temp_dir};
+use streamkit_testkit::{ffprobe_duration, ffprobe_video, require_tool, run_tool, temp_dir};
 
 fn streamkit(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_streamkit")).args(args).env("RUST_LOG", "warn").output().unwrap()
@@ -17,13 +17,6 @@ fn run_ok(args: &[&str]) {
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Seconds of the container according to ffprobe.
-fn ffprobe_duration(file: &Path) -> f64 {
-    let (out, _) =
-        run_tool("ffprobe", &["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path(file)]);
-    out.trim().parse().unwrap_or_else(|_| panic!("no duration from ffprobe: {out}"))
 }
 
 /// Average PSNR (dB) of `a` against `b`, both decoded by FFmpeg.

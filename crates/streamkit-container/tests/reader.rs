@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use streamkit_container::mp4::{self, FourCc, Mp4Reader};
 use streamkit_h264::nal;
+use streamkit_testkit::ffprobe_packets;
 
 #[test]
 fn reads_ffmpeg_files() {

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use streamkit_container::mp4::{self, cmaf, Finalize, FragmentPolicy, Mp4Layout, Mp4Writer, Mp4WriterOptions, Sample};
 use streamkit_h264::nal;
-use streamkit_testkit::ffprobe_video;
+use streamkit_testkit::{ffprobe_duration, ffprobe_packets, ffprobe_video};
 
 /// Writes every sample, then finishes; returns the finished file bytes and
 /// how it was finalised.

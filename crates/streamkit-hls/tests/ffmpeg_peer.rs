@@ -7,7 +7,7 @@ use std::time::Duration;
 use streamkit_h264::nal::{is_keyframe, nal_type, nal_units, AccessUnitSplitter, NAL_PPS, NAL_SPS};
 use streamkit_hls::playlist::format_program_date_time;
 use streamkit_hls::{serve, EncodedUnit, HlsFormat, HlsOptions, HlsWriter};
-use streamkit_testkit::{ffprobe_video, require_tool, run_tool, temp_dir};
+use streamkit_testkit::{ffprobe_packets, ffprobe_video, require_tool, run_tool, temp_dir};
 
 const WALLCLOCK_BASE_NS: u64 = 1_700_000_000_000_000_000;
 
@@ -170,26 +170,10 @@ async fn vod_playlist_decodes_all_300_frames() {
     assert_eq!(ffmpeg_decode_errors(&out.join("index.m3u8")), "", "FFmpeg reports no errors");
 
     // Timestamps run on without gaps across segments: 300 frames at 1/30 s.
-    let (packets, _) = run_tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts,dts,flags",
-            "-of",
-            "csv=p=0",
-            out.join("index.m3u8").to_str().unwrap(),
-        ],
-    );
-    let rows: Vec<Vec<&str>> =
-        packets.lines().filter(|l| !l.trim().is_empty()).map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 300);
-    let pts: Vec<i64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
-    assert!(pts.windows(2).all(|w| w[1] - w[0] == 3000), "pts steps of 3000");
-    assert!(rows.iter().enumerate().all(|(i, r)| r[2].starts_with('K') == (i % 60 == 0)), "keyframes every 60");
+    let packets = ffprobe_packets(&out.join("index.m3u8"));
+    assert_eq!(packets.len(), 300);
+    assert!(packets.windows(2).all(|w| w[1].0 - w[0].0 == 3000), "pts steps of 3000");
+    assert!(packets.iter().enumerate().all(|(i, p)| p.2 == (i % 60 == 0)), "keyframes every 60");
 
     for name in &segments {
         let path = out.join(name);

@@ -156,41 +156,6 @@ pub fn synthetic_units(frames: usize, gop: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// ffprobe's `format=duration`, in seconds.
-pub fn ffprobe_duration(path: &Path) -> f64 {
-    let (out, _) = run_tool(
-        "ffprobe",
-        &["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1", path.to_str().unwrap()],
-    );
-    out.trim().parse().unwrap_or_else(|_| panic!("ffprobe duration: {out}"))
-}
-
-/// ffprobe's packets of the first video stream: (pts, dts, keyframe), in the
-/// stream time base, in file (decode) order.
-pub fn ffprobe_packets(path: &Path) -> Vec<(i64, i64, bool)> {
-    let (out, _) = run_tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts,dts,flags",
-            "-of",
-            "csv=p=0",
-            path.to_str().unwrap(),
-        ],
-    );
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].contains('K'))
-        })
-        .collect()
-}
-
 /// ffprobe's presentation time of the first decoded frame, in seconds.
 pub fn ffprobe_first_frame_time(path: &Path) -> f64 {
     let (out, _) = run_tool(
