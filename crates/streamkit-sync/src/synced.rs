@@ -94,7 +94,8 @@ mod tests {
     use crate::clock::{ManualClock, SimulatedClock};
     use streamkit_core::{PixelFormat, Timing};
 
-    struct Frames(u64);
+    /// Frames captured one second apart, the first at `base + 1 s`.
+    struct Frames(u64, u64);
 
     #[async_trait]
     impl Source for Frames {
@@ -105,7 +106,8 @@ mod tests {
         async fn next_frame(&mut self) -> Result<Option<Frame>> {
             self.0 += 1;
             let frame = Frame::new(PixelFormat::Gray8, 2, 2)?;
-            let timing = Timing { capture_time_ns: self.0 * 1_000_000_000, frame_number: self.0, ..Timing::default() };
+            let timing =
+                Timing { capture_time_ns: self.1 + self.0 * 1_000_000_000, frame_number: self.0, ..Timing::default() };
             Ok(Some(frame.with_timing(timing)))
         }
     }
@@ -114,7 +116,7 @@ mod tests {
     async fn stamps_capture_time_through_the_clock() {
         let clock = ManualClock::new(0);
         clock.set_monotonic_offset(5_000);
-        let mut source = SyncedSource::new(Box::new(Frames(0)), clock);
+        let mut source = SyncedSource::new(Box::new(Frames(0, 0)), clock);
         let f = source.next_frame().await.unwrap().unwrap();
         assert_eq!(f.timing.ptp_time_ns, Some(1_000_005_000));
         assert_eq!(f.timing.sync_source.as_deref(), Some("manual"));
@@ -125,7 +127,9 @@ mod tests {
     #[tokio::test]
     async fn drift_accumulates_the_frequency_error() {
         let clock = Arc::new(SimulatedClock::new("sim", 0, 50.0)); // 50 ppm fast
-        let mut source = SyncedSource::new(Box::new(Frames(0)), clock);
+                                                                   // Captures after the clock started: long before it, the drifted time
+                                                                   // would be negative (clamped to 0) once the machine has been up ~6 h.
+        let mut source = SyncedSource::new(Box::new(Frames(0, monotonic_ns())), clock);
         let first = source.next_frame().await.unwrap().unwrap();
         let second = source.next_frame().await.unwrap().unwrap();
         assert_eq!(first.timing.drift_ns, 0);
