@@ -14,8 +14,10 @@
 #   bench/hls/run.sh gst      OUT_DIR     # videotestsrc ! timeoverlay ! x264enc ultrafast ! hlssink2
 #   bench/hls/run.sh ffmpeg   OUT_DIR     # lavfi color + overlay + drawtext → libx264 ultrafast → hls
 #   bench/hls/run.sh pyav     OUT_DIR     # skia-python draws, PyAV → libx264 ultrafast → hls
+#   bench/hls/run.sh pyav-design OUT_DIR  # the same, the design's compose_frame as written
 #   bench/hls/run.sh gst-source|ffmpeg-source|pyav-source SOURCE.y4m   # the same frames, lossless
 #   bench/hls/run.sh quality  OUT_DIR/index.m3u8 SOURCE.y4m            # PSNR and SSIM of the HLS vs its source
+#   bench/hls/run.sh x264-same SOURCE.y4m OUT_DIR  # libx264 ultrafast → hls from given frames (ours)
 #   bench/hls/run.sh all      [ARGS]      # build, then `streamkit bench hls --anchor ARGS`
 #
 # Environment: FRAMES (300), BITRATE (bits/s, 4000000), PYTHON (bench/.venv/bin/python).
@@ -74,8 +76,18 @@ ffmpeg-source)
 pyav)
   exec "$PYTHON" "$here/pyav_skia_hls.py" "${2:?OUT_DIR}" --frames "$FRAMES" --bitrate "$BITRATE"
   ;;
-pyav-source)
+pyav-design)
+  exec "$PYTHON" "$here/pyav_skia_hls.py" "${2:?OUT_DIR}" --frames "$FRAMES" --bitrate "$BITRATE" --per-frame-surface
+  ;;
+pyav-source | pyav-design-source)
   exec "$PYTHON" "$here/pyav_skia_hls.py" --source "${2:?SOURCE.y4m}" --frames "$FRAMES"
+  ;;
+x264-same)
+  out=${3:?OUT_DIR}
+  mkdir -p "$out"
+  exec ffmpeg -hide_banner -loglevel error -nostdin -y -i "${2:?SOURCE.y4m}" \
+    -c:v libx264 -preset ultrafast -b:v "$BITRATE" -g 60 \
+    -f hls -hls_time 2 -hls_list_size 0 -hls_segment_filename "$out/segment%05d.ts" "$out/index.m3u8"
   ;;
 quality)
   # Frames pair by index: both streams are re-stamped 0, 1, 2… (HLS starts
@@ -92,7 +104,7 @@ all)
   exec ./target/release/streamkit bench hls --anchor "$@"
   ;;
 *)
-  sed -n '2,23p' "$0" >&2
+  sed -n '2,25p' "$0" >&2
   exit 2
   ;;
 esac

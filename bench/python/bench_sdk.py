@@ -6,7 +6,9 @@
    (each in its own stream into ``null:``; the compositor times each layer).
 2. ``e2e``: the design's Example 1 end to end — 1080p30 animated circle →
    H.264 (4 Mb/s) → 2 s HLS segments, as fast as possible — vs the PyAV +
-   skia-python anchor (``bench/hls/pyav_skia_hls.py``, libx264 ultrafast).
+   skia-python anchor (``bench/hls/pyav_skia_hls.py``, libx264 ultrafast),
+   both as tuned (one skia surface over a numpy array) and with the
+   design's ``compose_frame`` as written (``--per-frame-surface``).
    Our side also runs the anchor's exact picture (ball + "frame N" text on
    #203050) as a DrawingLayer, so the drawing is the same on both sides.
 
@@ -92,9 +94,12 @@ def cpu_seconds(who):
     return usage.ru_utime + usage.ru_stime
 
 
-def anchor_once(python, frames, out_dir):
+def anchor_once(python, frames, out_dir, design=False):
+    """One anchor run; ``design``: the design's ``compose_frame`` as written
+    (a new skia surface and a snapshot copy per frame)."""
     cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
-    result = subprocess.run([python, ANCHOR, out_dir, "--frames", str(frames), "--bitrate", "4000000"],
+    command = [python, ANCHOR, out_dir, "--frames", str(frames), "--bitrate", "4000000"]
+    result = subprocess.run(command + (["--per-frame-surface"] if design else []),
                             capture_output=True, text=True, check=True)
     cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu  # whole process, start-up included
     return json.loads(result.stdout.strip().splitlines()[-1])["fps"], 1000 * cpu / frames
@@ -109,7 +114,8 @@ def main():
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = {"python_layer_ms": [], "rust_layer_ms": [], "example1_fps": [], "anchor_picture_fps": [], "pyav_fps": [],
-               "skia_python_layer_ms": [], "example1_cpu_ms": [], "anchor_picture_cpu_ms": [], "pyav_cpu_ms": []}
+               "skia_python_layer_ms": [], "example1_cpu_ms": [], "anchor_picture_cpu_ms": [], "pyav_cpu_ms": [],
+               "pyav_design_fps": [], "pyav_design_cpu_ms": []}
     have_anchor = os.path.exists(args.anchor_python)
     try:
         import skia  # noqa: F401  (the optional skia-python backend)
@@ -126,8 +132,10 @@ def main():
                 ("example1", lambda: e2e_once(EXAMPLE1, args.frames, os.path.join(tmp, f"ex1-{run}"))),
                 ("anchor_picture", lambda: e2e_once(ANCHOR_PICTURE, args.frames, os.path.join(tmp, f"pic-{run}"))),
                 ("pyav", lambda: anchor_once(args.anchor_python, args.frames, os.path.join(tmp, f"pyav-{run}"))),
+                ("pyav_design",
+                 lambda: anchor_once(args.anchor_python, args.frames, os.path.join(tmp, f"pyd-{run}"), design=True)),
             ):
-                if key == "pyav" and not have_anchor:
+                if key.startswith("pyav") and not have_anchor:
                     continue
                 fps, cpu_ms = measure()
                 results[f"{key}_fps"].append(fps)
@@ -139,6 +147,7 @@ def main():
         summary["example1_vs_pyav"] = median["example1_fps"] / median["pyav_fps"]
         summary["same_picture_vs_pyav"] = median["anchor_picture_fps"] / median["pyav_fps"]
         summary["pyav_cpu_vs_example1"] = median["pyav_cpu_ms"] / median["example1_cpu_ms"]
+        summary["example1_vs_pyav_design"] = median["example1_fps"] / median["pyav_design_fps"]
     summary["runs"] = results
     if args.json:
         print(json.dumps(summary))
@@ -155,6 +164,8 @@ def main():
         print(f"PyAV + skia-python anchor: {median['pyav_fps']:.1f} fps ({median['pyav_cpu_ms']:.1f} CPU ms/frame) → "
               f"Example 1 {summary['example1_vs_pyav']:.2f}x, same picture {summary['same_picture_vs_pyav']:.2f}x; "
               f"CPU per frame {summary['pyav_cpu_vs_example1']:.2f}x less")
+        print(f"The anchor with the design's compose_frame as written (new surface + snapshot per frame): "
+              f"{median['pyav_design_fps']:.1f} fps → Example 1 {summary['example1_vs_pyav_design']:.2f}x")
     else:
         print(f"(no anchor: {args.anchor_python} missing; see bench/README.md)")
 

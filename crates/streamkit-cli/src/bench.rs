@@ -201,13 +201,14 @@ mod hls {
     use streamkit_core::compositor::Compositor;
     use streamkit_core::convert::convert_into;
     use streamkit_core::layer::FnLayer;
-    use streamkit_core::sink::{Sink, StreamInfo};
+    use streamkit_core::sink::Sink;
     use streamkit_core::stats::Stats;
     use streamkit_core::stream::{Stream, StreamOptions};
     use streamkit_core::text::Font;
     use streamkit_core::{Error, Fps, Frame, FrameContext, PixelFormat, Result};
+    use streamkit_h264::H264Encoder;
     use streamkit_hls::{EncodedUnit, HlsOptions, HlsWriter, TsMuxer};
-    use streamkit_media::encode::{pts_90k, EncodeOptions, EncodeStage};
+    use streamkit_media::encode::{encoder_config, encoder_count, pts_90k, EncodeOptions};
     use streamkit_media::{HlsSink, HlsSinkOptions};
 
     use super::{median, BenchArgs};
@@ -259,7 +260,7 @@ mod hls {
         let options = HlsSinkOptions {
             segment_duration: SEGMENT,
             playlist_size: 0,
-            encode: EncodeOptions { bitrate_bps: bitrate, keyframe_seconds: None },
+            encode: EncodeOptions { bitrate_bps: bitrate, ..EncodeOptions::default() },
             ..HlsSinkOptions::default()
         };
         HlsSink::new(dir, options)
@@ -271,10 +272,12 @@ mod hls {
         Gst,
         Ffmpeg,
         Pyav,
+        /// The same script with the design's `compose_frame` to the letter.
+        PyavDesign,
     }
 
     impl Side {
-        const ALL: [Side; 4] = [Side::Ours, Side::Gst, Side::Ffmpeg, Side::Pyav];
+        const ALL: [Side; 5] = [Side::Ours, Side::Gst, Side::Ffmpeg, Side::Pyav, Side::PyavDesign];
 
         fn name(self) -> &'static str {
             match self {
@@ -282,6 +285,7 @@ mod hls {
                 Side::Gst => "gstreamer",
                 Side::Ffmpeg => "ffmpeg",
                 Side::Pyav => "pyav",
+                Side::PyavDesign => "pyav-design",
             }
         }
 
@@ -292,15 +296,21 @@ mod hls {
                 Side::Gst => "gst",
                 Side::Ffmpeg => "ffmpeg",
                 Side::Pyav => "pyav",
+                Side::PyavDesign => "pyav-design",
             }
         }
 
         fn what(self) -> &'static str {
             match self {
-                Side::Ours => "Stream + compositor → HlsSink: OpenH264 (2 threads, 2 slices) → MPEG-TS",
+                Side::Ours => {
+                    "Stream + compositor → HlsSink: one OpenH264 per core on alternate GOPs, average bitrate → MPEG-TS"
+                }
                 Side::Gst => "videotestsrc ! timeoverlay ! x264enc ultrafast zerolatency ! h264parse ! hlssink2",
                 Side::Ffmpeg => "lavfi color + overlay + drawtext → libx264 ultrafast → hls",
-                Side::Pyav => "skia-python draws, PyAV → libx264 ultrafast → hls (the design's Python)",
+                Side::Pyav => "skia-python draws into one surface over numpy, PyAV → libx264 ultrafast → hls",
+                Side::PyavDesign => {
+                    "the same, with the design's compose_frame as written: a new surface + snapshot per frame"
+                }
             }
         }
     }
@@ -320,6 +330,9 @@ mod hls {
         /// PyAV: fps of the script's frame loop (imports and start-up excluded).
         inner_fps: Vec<f64>,
         quality: Option<Quality>,
+        /// Ours: libx264 ultrafast at the same target on our own lossless
+        /// frames — the encoders compared on one picture. (quality, bits/s)
+        x264_same_frames: Option<(Quality, f64)>,
         error: Option<String>,
     }
 
@@ -431,6 +444,12 @@ mod hls {
                     Ok(q) => result.quality = Some(q),
                     Err(e) => eprintln!("{}: quality not measured: {e}", side.name()),
                 }
+                if *side == Side::Ours {
+                    match x264_on_our_frames(root, anchor) {
+                        Ok(q) => result.x264_same_frames = Some(q),
+                        Err(e) => eprintln!("x264 on our frames: not measured: {e}"),
+                    }
+                }
             }
         }
         Ok((results, stages))
@@ -471,8 +490,8 @@ mod hls {
     }
 
     /// Our stages one at a time on the same frames, each timed alone: the
-    /// compositor drawing the scene, RGBA → I420, the encoder (as HlsSink
-    /// runs it: OpenH264 on a blocking thread), the TS muxer on its own in
+    /// compositor drawing the scene, RGBA → I420, the encoder (one of the
+    /// encoders HlsSink runs, with its settings), the TS muxer on its own in
     /// memory, and the HLS writer (segmenter, its own muxing, files).
     async fn stage_pass(dir: &Path, frames: u64, bitrate: u32) -> Result<Stages> {
         let _ = std::fs::remove_dir_all(dir);
@@ -480,8 +499,8 @@ mod hls {
         compositor.set_background(BACKGROUND);
         compositor.control().add_layer("scene", 1, scene_layer());
         let mut i420 = Frame::new(PixelFormat::I420, WIDTH, HEIGHT)?;
-        let mut encoder = EncodeStage::new(EncodeOptions { bitrate_bps: bitrate, keyframe_seconds: None }, "bench");
-        encoder.set_stream_info(&StreamInfo { fps: FPS, size: Some((WIDTH, HEIGHT)) });
+        let encode = EncodeOptions { bitrate_bps: bitrate, ..EncodeOptions::default() };
+        let mut encoder = H264Encoder::new(encoder_config(&encode, FPS, WIDTH, HEIGHT))?;
         let mut muxer = TsMuxer::new();
         let mut ts = Vec::with_capacity(1 << 20);
         let options = HlsOptions { segment_duration: SEGMENT, playlist_size: 0, ..HlsOptions::default() };
@@ -500,7 +519,10 @@ mod hls {
             let pts = pts_90k(&rgba.timing).max(0) as u64;
             let keyframe = writer.keyframe_due(pts);
             let started = Instant::now();
-            let encoded = encoder.encode(&i420, keyframe).await?;
+            if keyframe {
+                encoder.force_keyframe();
+            }
+            let encoded = encoder.encode(&i420)?;
             total.encode += ms(started);
 
             let started = Instant::now();
@@ -598,7 +620,7 @@ mod hls {
                     tail(&log)
                 )));
             }
-            let inner_fps = (side == Side::Pyav)
+            let inner_fps = matches!(side, Side::Pyav | Side::PyavDesign)
                 .then(|| std::fs::read_to_string(&stdout).ok())
                 .flatten()
                 .and_then(|out| json_number(&out, "\"fps\":"));
@@ -620,9 +642,10 @@ mod hls {
     }
 
     /// Renders `side`'s frames losslessly, then compares its HLS output with
-    /// them (FFmpeg's psnr and ssim filters); the source is deleted after.
+    /// them (FFmpeg's psnr and ssim filters); the source is deleted after,
+    /// except ours, which [`x264_on_our_frames`] encodes next.
     async fn quality(side: Side, root: &Path, anchor: &Anchors<'_>) -> Result<Quality> {
-        let source = root.join(format!("{}-source.y4m", side.name()));
+        let source = source_path(side, root);
         match side {
             Side::Ours => {
                 let sink = Y4mSink::create(&source, Some(FPS))?;
@@ -634,14 +657,38 @@ mod hls {
         }
         let playlist = root.join(side.name()).join("index.m3u8");
         let measured = anchor.output("quality", &[&playlist, &source]);
+        if side != Side::Ours {
+            let _ = std::fs::remove_file(&source);
+        }
+        parse_quality(&measured?)
+    }
+
+    fn source_path(side: Side, root: &Path) -> PathBuf {
+        root.join(format!("{}-source.y4m", side.name()))
+    }
+
+    /// `run.sh x264-same`: libx264 ultrafast → HLS from our own lossless
+    /// frames at the same target, and its quality against them; deletes
+    /// the source after.
+    fn x264_on_our_frames(root: &Path, anchor: &Anchors<'_>) -> Result<(Quality, f64)> {
+        let source = source_path(Side::Ours, root);
+        let dir = root.join("x264-same-frames");
+        let _ = std::fs::remove_dir_all(&dir);
+        let measured = anchor.output("x264-same", &[&source, &dir]).and_then(|_| {
+            let quality = parse_quality(&anchor.output("quality", &[&dir.join("index.m3u8"), &source])?)?;
+            Ok((quality, segment_bytes(&dir)? as f64 * 8.0 / (anchor.frames as f64 / FPS.as_f64())))
+        });
         let _ = std::fs::remove_file(&source);
-        let log = measured?;
+        measured
+    }
+
+    fn parse_quality(log: &str) -> Result<Quality> {
         let psnr = log.lines().find(|l| l.contains("PSNR y:")).and_then(|l| json_number(l, "average:"));
         let ssim = log.lines().find(|l| l.contains("SSIM Y:")).and_then(|l| json_number(l, "All:"));
         let frames = log.rsplit("frame=").next().and_then(|rest| rest.split_whitespace().next()?.parse().ok());
         match (psnr, ssim, frames) {
             (Some(psnr), Some(ssim), Some(frames)) => Ok(Quality { psnr, ssim, frames }),
-            _ => Err(Error::invalid(format!("no PSNR/SSIM in FFmpeg's output: {}", tail(&log)))),
+            _ => Err(Error::invalid(format!("no PSNR/SSIM in FFmpeg's output: {}", tail(log)))),
         }
     }
 
@@ -732,6 +779,8 @@ mod hls {
                 "stages_ms": { "draw": stage.draw, "convert": stage.convert, "encode": stage.encode,
                                "mux": stage.mux, "write": stage.write, "total": stage.total() },
                 "runner_ms": { "compose": compose_ms, "convert": convert_ms, "sink": sink_ms },
+                "x264_on_our_frames": results[0].x264_same_frames.map(|(q, bps)| serde_json::json!({
+                    "bitrate_bps": bps, "psnr": q.psnr, "ssim": q.ssim, "frames_decoded": q.frames })),
             });
             println!("{json}");
             return;
@@ -776,10 +825,24 @@ mod hls {
             "  CPU ms: user + system time of every thread per frame (this/ours: how much more CPU a frame costs)."
         );
         println!("  PSNR (dB, average) and SSIM (All) of the decoded HLS against that side's own lossless frames.");
+        if let Some((q, bps)) = results[0].x264_same_frames {
+            println!(
+                "  the encoders on one picture: libx264 ultrafast at the same target on our lossless frames: \
+                 {:.2} Mb/s, PSNR {:.2}, SSIM {:.4}, {} frames",
+                bps / 1e6,
+                q.psnr,
+                q.ssim,
+                q.frames
+            );
+        }
         println!("streamkit stages, in-process, one frame at a time (ms/frame, median of {} passes):", stages.len());
         println!("  draw/compose   {:6.2}  Compositor: background, ball, text", stage.draw);
         println!("  RGBA→I420      {:6.2}  convert::convert_into (BT.709)", stage.convert);
-        println!("  encode         {:6.2}  OpenH264, I420 in (EncodeStage, as HlsSink runs it)", stage.encode);
+        println!(
+            "  encode         {:6.2}  OpenH264, I420 in: one of HlsSink's {} encoders, which take GOPs in turn",
+            stage.encode,
+            encoder_count(&EncodeOptions::default())
+        );
         println!("  mux            {:6.2}  TsMuxer alone, in memory", stage.mux);
         println!("  segment+write  {:6.2}  HlsWriter: segmenter (muxes again), playlist, atomic files", stage.write);
         println!("  sum            {:6.2}  = {:.1} fps one stage after another", stage.total(), 1e3 / stage.total());

@@ -19,13 +19,14 @@ pub mod annexb_source;
 pub mod decoder;
 #[cfg(feature = "codec")]
 pub mod encoder;
+pub mod rate;
 
 #[cfg(feature = "codec")]
 pub use annexb_source::AnnexBSource;
 #[cfg(feature = "codec")]
 pub use decoder::H264Decoder;
 #[cfg(feature = "codec")]
-pub use encoder::{EncodedFrame, EncoderConfig, H264Encoder, Usage};
+pub use encoder::{EncodedFrame, EncoderConfig, H264Encoder, RateControl, Usage};
 
 /// Which x86 assembly OpenH264 runs on this machine, e.g.
 /// `Some("sse2 ssse3 sse4.1 sse4.2 avx")`; `None` when the library was built

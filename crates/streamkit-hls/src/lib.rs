@@ -34,7 +34,7 @@ pub mod writer;
 
 pub use playlist::{MediaPlaylist, PlaylistSegment};
 pub use segmenter::{
-    EncodedUnit, HlsFormat, HlsOptions, SegmentEvent, SegmentFormat, Segmenter, TsFormat, PLAYLIST_NAME,
+    EncodedUnit, HlsFormat, HlsOptions, SegmentClock, SegmentEvent, SegmentFormat, Segmenter, TsFormat, PLAYLIST_NAME,
 };
 pub use server::{serve, serve_with, ServerHandle, ServerOptions};
 pub use ts::TsMuxer;

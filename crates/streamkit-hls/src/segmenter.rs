@@ -180,6 +180,49 @@ struct OpenSegment {
     data: Vec<u8>,
 }
 
+/// Whether a frame at `next_pts` starts a new segment, for a segment that
+/// started at `start` (`None`: none yet) and frames `frame_90k` apart. The
+/// one rule behind [`Segmenter::keyframe_due`] and [`SegmentClock`].
+fn boundary_reached(start: Option<u64>, next_pts: u64, frame_90k: Option<u64>, duration_90k: u64) -> bool {
+    match start {
+        None => true,
+        Some(start) => next_pts.saturating_sub(start) + frame_90k.unwrap_or(0) / 2 >= duration_90k,
+    }
+}
+
+/// The segmenter's boundaries, for an encoder that runs ahead of it: a
+/// sink whose encoder has frames in flight asks here, as each frame is
+/// submitted, whether it must be a keyframe — the same answers
+/// [`Segmenter::keyframe_due`] gives once the frames before have arrived.
+#[derive(Clone, Debug)]
+pub struct SegmentClock {
+    duration_90k: u64,
+    start: Option<u64>,
+    last: Option<u64>,
+    frame_90k: Option<u64>,
+}
+
+impl SegmentClock {
+    pub fn new(segment_duration: Duration) -> SegmentClock {
+        let duration_90k = (segment_duration.as_nanos() * TICKS_PER_SECOND as u128 / 1_000_000_000) as u64;
+        SegmentClock { duration_90k, start: None, last: None, frame_90k: None }
+    }
+
+    /// Records the next frame (PTS in 90 kHz ticks, increasing); true when
+    /// it starts a segment and so must be a keyframe.
+    pub fn next_is_keyframe(&mut self, pts_90k: u64) -> bool {
+        if let Some(last) = self.last.filter(|&last| pts_90k > last) {
+            self.frame_90k = Some(pts_90k - last);
+        }
+        self.last = Some(pts_90k);
+        let due = boundary_reached(self.start, pts_90k, self.frame_90k, self.duration_90k);
+        if due {
+            self.start = Some(pts_90k);
+        }
+        due
+    }
+}
+
 /// Cuts access units into segments and keeps the playlist. No I/O.
 pub struct Segmenter {
     format: Box<dyn SegmentFormat>,
@@ -258,13 +301,12 @@ impl Segmenter {
     /// true for the very first frame and for the first frame at or after the
     /// segment boundary. A sink forces a keyframe on its encoder when this says so.
     pub fn keyframe_due(&self, next_pts_90k: u64) -> bool {
-        match &self.current {
-            None => true,
-            Some(seg) => {
-                let slack = self.frame_90k.unwrap_or(0) / 2;
-                next_pts_90k.saturating_sub(seg.start_pts) + slack >= self.segment_duration_90k
-            }
-        }
+        boundary_reached(
+            self.current.as_ref().map(|s| s.start_pts),
+            next_pts_90k,
+            self.frame_90k,
+            self.segment_duration_90k,
+        )
     }
 
     /// Adds one access unit; returns what to write or delete, in order.
@@ -447,6 +489,24 @@ mod tests {
         assert!(text.ends_with("segment_00004.ts\n#EXT-X-ENDLIST\n"));
         assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
         assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:22.000Z\n#EXTINF:2.000,\nsegment_00001.ts"));
+    }
+
+    /// Asked ahead of the segmenter, the clock gives the answers the
+    /// segmenter gives when asked frame by frame.
+    #[test]
+    fn segment_clock_agrees_with_the_segmenter() {
+        for (duration, step) in [(2.0, 3000u64), (1.5, 3003), (0.5, 1501)] {
+            let mut seg =
+                Segmenter::new(&HlsOptions { segment_duration: Duration::from_secs_f64(duration), ..options(0) })
+                    .unwrap();
+            let mut clock = SegmentClock::new(Duration::from_secs_f64(duration));
+            for n in 0..400u64 {
+                let pts = n * step + if n % 7 == 3 { 40 } else { 0 }; // some jitter
+                let due = seg.keyframe_due(pts);
+                assert_eq!(clock.next_is_keyframe(pts), due, "frame {n}, {duration} s");
+                seg.push(&EncodedUnit { pts_90k: pts, dts_90k: pts, ..unit(n, due) }).unwrap();
+            }
+        }
     }
 
     #[test]

@@ -12,8 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use streamkit_core::sink::StreamInfo;
 use streamkit_core::uri::Uri;
-use streamkit_core::{Error, Frame, Result, Sink};
-use streamkit_hls::{EncodedUnit, HlsFormat, HlsOptions, HlsWriter, ServerHandle};
+use streamkit_core::{Error, Frame, Result, Sink, Timing};
+use streamkit_h264::EncodedFrame;
+use streamkit_hls::{EncodedUnit, HlsFormat, HlsOptions, HlsWriter, SegmentClock, ServerHandle};
 
 use crate::encode::{pts_90k, wallclock_ns, EncodeOptions, EncodeStage};
 
@@ -50,6 +51,9 @@ pub struct HlsSink {
     options: HlsSinkOptions,
     encode: EncodeStage,
     writer: Option<HlsWriter>,
+    /// Segment boundaries as frames go into the encoders, which run ahead
+    /// of the writer.
+    clock: SegmentClock,
     server: Option<ServerHandle>,
     /// (wall clock, media time) of the first frame: later frames' dates
     /// advance with media time, so a file rendered faster than real time
@@ -61,10 +65,11 @@ impl HlsSink {
     pub fn new(output_dir: impl Into<PathBuf>, options: HlsSinkOptions) -> HlsSink {
         let dir = output_dir.into();
         let encode = EncodeStage::new(options.encode, format!("hls:{}", dir.display()));
-        HlsSink { dir, options, encode, writer: None, server: None, date_anchor: None }
+        let clock = SegmentClock::new(options.segment_duration);
+        HlsSink { dir, options, encode, writer: None, clock, server: None, date_anchor: None }
     }
 
-    /// `hls:DIR?segment_duration=2&playlist_size=10&bitrate=8000000&format=ts|fmp4&serve=127.0.0.1:8080&token=T`.
+    /// `hls:DIR?segment_duration=2&playlist_size=10&bitrate=8000000&format=ts|fmp4&serve=127.0.0.1:8080&token=T&encoders=2`.
     pub fn from_uri(uri: &Uri) -> Result<HlsSink> {
         let mut o = uri.options();
         let defaults = HlsSinkOptions::default();
@@ -83,6 +88,7 @@ impl HlsSink {
                     .parse("bitrate", "bits per second, e.g. 4000000")?
                     .unwrap_or(defaults.encode.bitrate_bps),
                 keyframe_seconds: None,
+                encoders: o.parse("encoders", "a count, e.g. 2 (default: one per core)")?,
             },
             serve: o.parse("serve", "an address, e.g. 127.0.0.1:8080")?,
             token: o.string("token").map(str::to_string),
@@ -107,16 +113,32 @@ impl HlsSink {
     /// The frame's date for `#EXT-X-PROGRAM-DATE-TIME`: its PTP time when a
     /// synchronised clock stamped it, else the first frame's capture date
     /// advanced by media time.
-    fn program_date_ns(&mut self, frame: &Frame) -> Option<u64> {
-        if let Some(ptp) = frame.timing.ptp_time_ns {
+    fn program_date_ns(&mut self, timing: &Timing) -> Option<u64> {
+        if let Some(ptp) = timing.ptp_time_ns {
             return Some(ptp);
         }
-        let pts_ns = frame.timing.pts_ns();
+        let pts_ns = timing.pts_ns();
         let (wall, first_pts) = match self.date_anchor {
             Some(anchor) => anchor,
-            None => *self.date_anchor.insert((wallclock_ns(&frame.timing)?, pts_ns)),
+            None => *self.date_anchor.insert((wallclock_ns(timing)?, pts_ns)),
         };
         Some((wall as i64 + (pts_ns - first_pts)).max(0) as u64)
+    }
+
+    async fn write_units(&mut self, encoded: Vec<EncodedFrame>) -> Result<()> {
+        for encoded in encoded {
+            let pts = pts_90k(&encoded.timing).max(0) as u64;
+            let wallclock_ns = self.program_date_ns(&encoded.timing);
+            let unit = EncodedUnit {
+                data: encoded.data,
+                pts_90k: pts,
+                dts_90k: pts,
+                keyframe: encoded.keyframe,
+                wallclock_ns,
+            };
+            self.writer.as_mut().expect("started").write_unit(unit).await?;
+        }
+        Ok(())
     }
 
     async fn start(&mut self) -> Result<()> {
@@ -154,18 +176,21 @@ impl Sink for HlsSink {
         if self.writer.is_none() {
             self.start().await?;
         }
-        let pts = pts_90k(&frame.timing).max(0) as u64;
-        let wallclock_ns = self.program_date_ns(frame);
-        let writer = self.writer.as_mut().expect("started above");
-        let encoded = self.encode.encode(frame, writer.keyframe_due(pts)).await?;
-        let unit =
-            EncodedUnit { data: encoded.data, pts_90k: pts, dts_90k: pts, keyframe: encoded.keyframe, wallclock_ns };
-        writer.write_unit(unit).await
+        let keyframe = self.clock.next_is_keyframe(pts_90k(&frame.timing).max(0) as u64);
+        let ready = self.encode.push(frame, keyframe).await?;
+        self.write_units(ready).await
     }
 
     async fn close(&mut self) -> Result<()> {
-        if let Some(writer) = &mut self.writer {
-            writer.finish().await?;
+        if self.writer.is_some() {
+            let rest = self.encode.finish().await;
+            // Whatever came back is written even when an encoder failed.
+            let written = match rest {
+                Ok(units) => self.write_units(units).await,
+                Err(e) => Err(e),
+            };
+            self.writer.as_mut().expect("checked above").finish().await?;
+            written?;
         }
         if let Some(server) = self.server.take() {
             server.shutdown().await;

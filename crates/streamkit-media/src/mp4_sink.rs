@@ -19,6 +19,8 @@ use streamkit_core::{Error, Frame, Result, Sink};
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
+use streamkit_h264::EncodedFrame;
+
 use crate::encode::{pts_90k, EncodeOptions, EncodeStage};
 
 /// `FileSink(path, codec='h264', bitrate=…)` options.
@@ -58,6 +60,7 @@ impl Mp4Sink {
             encode: EncodeOptions {
                 bitrate_bps: o.parse("bitrate", "bits per second, e.g. 8000000")?.unwrap_or(defaults.bitrate_bps),
                 keyframe_seconds: o.parse("keyint", "seconds between keyframes, e.g. 2")?,
+                encoders: o.parse("encoders", "a count, e.g. 2 (default: one per core)")?,
             },
             faststart: o.flag("faststart")?.unwrap_or(false),
         };
@@ -94,6 +97,18 @@ impl Mp4Sink {
             file.flush().await.context(what)?;
         }
         self.buffer.clear();
+        Ok(())
+    }
+
+    async fn write_samples(&mut self, encoded: Vec<EncodedFrame>) -> Result<()> {
+        let duration = (self.encode.fps().frame_ns() as u128 * 90_000 / 1_000_000_000) as u32;
+        for encoded in encoded {
+            let pts = pts_90k(&encoded.timing);
+            let sample = Sample::annexb(&encoded.data, pts, pts, duration, encoded.keyframe);
+            let mp4 = self.mp4.as_mut().expect("opened");
+            mp4.write(&sample, &mut self.buffer).map_err(|e| e.in_stage(self.describe()))?;
+            self.flush_buffer().await?;
+        }
         Ok(())
     }
 
@@ -150,22 +165,24 @@ impl Sink for Mp4Sink {
         if self.mp4.is_none() {
             self.open().await?;
         }
-        let encoded = self.encode.encode(frame, false).await?;
-        let pts = pts_90k(&frame.timing);
-        let duration = (self.encode.fps().frame_ns() as u128 * 90_000 / 1_000_000_000) as u32;
-        let sample = Sample::annexb(&encoded.data, pts, pts, duration, encoded.keyframe);
-        let mp4 = self.mp4.as_mut().expect("opened");
-        mp4.write(&sample, &mut self.buffer).map_err(|e| e.in_stage(self.describe()))?;
-        self.flush_buffer().await
+        let ready = self.encode.push(frame, false).await?;
+        self.write_samples(ready).await
     }
 
     async fn close(&mut self) -> Result<()> {
-        let Some(mut mp4) = self.mp4.take() else {
+        if self.mp4.is_none() {
             tracing::warn!("{}: no frames arrived; no file written", self.describe());
             return Ok(());
+        }
+        // What came back is written even when an encoder failed: the file stays valid.
+        let written = match self.encode.finish().await {
+            Ok(rest) => self.write_samples(rest).await,
+            Err(e) => Err(e),
         };
+        let mut mp4 = self.mp4.take().expect("checked above");
         let finalize = mp4.finish(&mut self.buffer)?;
         self.flush_buffer().await?;
-        self.finalize(finalize).await
+        self.finalize(finalize).await?;
+        written
     }
 }

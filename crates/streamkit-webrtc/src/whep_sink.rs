@@ -66,7 +66,7 @@ impl Default for WhepSinkOptions {
         WhepSinkOptions {
             addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             token: None,
-            encode: EncodeOptions { bitrate_bps: 4_000_000, keyframe_seconds: Some(2.0) },
+            encode: EncodeOptions { bitrate_bps: 4_000_000, keyframe_seconds: Some(2.0), encoders: None },
             ice: IceOptions::default(),
             max_viewers: 16,
         }
@@ -89,6 +89,7 @@ impl WhepSinkOptions {
                 keyframe_seconds: o
                     .parse("keyint", "seconds between keyframes, e.g. 2")?
                     .or(defaults.encode.keyframe_seconds),
+                encoders: None,
             },
             ice: crate::ice_options(&mut o, addr)?,
             max_viewers: o.parse("max_viewers", "a number of viewers, e.g. 16")?.unwrap_or(defaults.max_viewers),
@@ -188,7 +189,7 @@ impl WhepSink {
         listener.set_nonblocking(true).map_err(|e| Error::invalid(format!("whep: {e}")))?;
         let addr = listener.local_addr().map_err(|e| Error::invalid(format!("whep: {e}")))?;
         let page = crate::pages::viewer(&options.ice);
-        let encode = EncodeStage::new(options.encode, format!("whep://{addr}"));
+        let encode = EncodeStage::live(options.encode, format!("whep://{addr}"));
         let shared = Arc::new(Shared {
             feed: broadcast::channel(FEED_CAPACITY).0,
             sessions: Mutex::new(HashMap::new()),
