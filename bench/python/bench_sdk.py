@@ -12,7 +12,7 @@
    Our side also runs the anchor's exact picture (ball + "frame N" text on
    #203050) as a DrawingLayer, so the drawing is the same on both sides.
 
-    python bench/python/bench_sdk.py [--runs 3] [--frames 300] [--anchor-python bench/.venv/bin/python] [--json]
+    python bench/python/bench_sdk.py [--runs 3] [--frames 300] [--preset fast] [--anchor-python bench/.venv/bin/python] [--json]
 
 Run it with the interpreter that has streamkit installed (a release build:
 ``maturin build --release`` then ``pip install`` the wheel).
@@ -33,6 +33,8 @@ from streamkit import DrawingLayer, HLSSink, Stream
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ANCHOR = os.path.join(HERE, "..", "hls", "pyav_skia_hls.py")
+#: Our encoder preset; --preset sets it (the anchor runs x264's ultrafast).
+PRESET = "fast"
 
 EXAMPLE1 = '''
 import math
@@ -77,7 +79,7 @@ def overhead_once(kind, frames):
 
 
 def e2e_once(code, frames, out_dir):
-    stream = Stream(sink=HLSSink(out_dir, segment_duration=2, bitrate=4_000_000, playlist_size=0),
+    stream = Stream(sink=HLSSink(out_dir, segment_duration=2, bitrate=4_000_000, playlist_size=0, preset=PRESET),
                     width=1920, height=1080, fps=30, realtime=False, frames=frames)
     layer = stream.add_layer(DrawingLayer("animation", 0, draw_code=code))
     cpu, started = cpu_seconds(resource.RUSAGE_SELF), time.perf_counter()
@@ -112,7 +114,11 @@ def main():
     parser.add_argument("--overhead-frames", type=int, default=600)
     parser.add_argument("--anchor-python", default=os.path.join(HERE, "..", ".venv", "bin", "python"))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--preset", default="fast", choices=("fast", "medium", "slow"),
+                        help="our encoder preset (default fast: the anchor runs x264's ultrafast)")
     args = parser.parse_args()
+    global PRESET
+    PRESET = args.preset
     results = {"python_layer_ms": [], "rust_layer_ms": [], "example1_fps": [], "anchor_picture_fps": [], "pyav_fps": [],
                "skia_python_layer_ms": [], "example1_cpu_ms": [], "anchor_picture_cpu_ms": [], "pyav_cpu_ms": [],
                "pyav_design_fps": [], "pyav_design_cpu_ms": []}

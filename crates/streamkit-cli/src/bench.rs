@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// hls: target bitrate of every side's H.264 encoder, in bits per second.
     #[arg(long, default_value_t = 4_000_000)]
     pub bitrate: u32,
+    /// hls: our encoder's preset (fast, medium, slow). The anchors run x264's
+    /// ultrafast, so ours runs OpenH264's fastest; the sinks' default is medium.
+    #[arg(long, default_value = "fast")]
+    pub preset: streamkit_h264::Preset,
     /// hls: keep every output here (default: a temporary folder, removed at the end).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -256,13 +260,9 @@ mod hls {
         stream
     }
 
-    fn hls_sink(dir: &Path, bitrate: u32) -> HlsSink {
-        let options = HlsSinkOptions {
-            segment_duration: SEGMENT,
-            playlist_size: 0,
-            encode: EncodeOptions { bitrate_bps: bitrate, ..EncodeOptions::default() },
-            ..HlsSinkOptions::default()
-        };
+    fn hls_sink(dir: &Path, encode: EncodeOptions) -> HlsSink {
+        let options =
+            HlsSinkOptions { segment_duration: SEGMENT, playlist_size: 0, encode, ..HlsSinkOptions::default() };
         HlsSink::new(dir, options)
     }
 
@@ -303,7 +303,7 @@ mod hls {
         fn what(self) -> &'static str {
             match self {
                 Side::Ours => {
-                    "Stream + compositor → HlsSink: one OpenH264 per core on alternate GOPs, average bitrate → MPEG-TS"
+                    "Stream + compositor → HlsSink: one OpenH264 per core on alternate GOPs, average bitrate, --preset → MPEG-TS"
                 }
                 Side::Gst => "videotestsrc ! timeoverlay ! x264enc ultrafast zerolatency ! h264parse ! hlssink2",
                 Side::Ffmpeg => "lavfi color + overlay + drawtext → libx264 ultrafast → hls",
@@ -391,6 +391,7 @@ mod hls {
         anchor: &Anchors<'_>,
     ) -> Result<(Vec<SideResult>, Vec<Stages>)> {
         let runs = args.runs.max(1);
+        let encode = EncodeOptions { bitrate_bps: args.bitrate, preset: args.preset, ..EncodeOptions::default() };
         let mut results: Vec<SideResult> = sides.iter().map(|_| SideResult::default()).collect();
         let mut stages = Vec::new();
         for run in 0..runs {
@@ -405,7 +406,7 @@ mod hls {
                 let who = if *side == Side::Ours { libc::RUSAGE_SELF } else { libc::RUSAGE_CHILDREN };
                 let cpu_before = cpu_seconds(who);
                 let measured = match side {
-                    Side::Ours => ours(&dir, args.frames, args.bitrate).await.map(|m| {
+                    Side::Ours => ours(&dir, args.frames, encode).await.map(|m| {
                         result.compose_ms.push(m.compose_ms);
                         result.convert_ms.push(m.convert_ms);
                         result.sink_ms.push(m.sink_ms);
@@ -431,7 +432,7 @@ mod hls {
                     }
                 }
             }
-            stages.push(stage_pass(&root.join("stages"), args.frames, args.bitrate).await?);
+            stages.push(stage_pass(&root.join("stages"), args.frames, encode).await?);
             eprintln!("{line} fps; stages {:.2} ms/frame", stages[run].total());
         }
 
@@ -473,9 +474,9 @@ mod hls {
 
     /// One run of our whole pipeline, timed from building the stream to the
     /// final playlist.
-    async fn ours(dir: &Path, frames: u64, bitrate: u32) -> Result<OursRun> {
+    async fn ours(dir: &Path, frames: u64, encode: EncodeOptions) -> Result<OursRun> {
         let started = Instant::now();
-        let stream = scene_stream(Box::new(hls_sink(dir, bitrate)), frames);
+        let stream = scene_stream(Box::new(hls_sink(dir, encode)), frames);
         let report = stream.run().await?.into_result()?;
         let elapsed = started.elapsed().as_secs_f64();
         let stage = |prefix: &str| {
@@ -493,13 +494,12 @@ mod hls {
     /// compositor drawing the scene, RGBA → I420, the encoder (one of the
     /// encoders HlsSink runs, with its settings), the TS muxer on its own in
     /// memory, and the HLS writer (segmenter, its own muxing, files).
-    async fn stage_pass(dir: &Path, frames: u64, bitrate: u32) -> Result<Stages> {
+    async fn stage_pass(dir: &Path, frames: u64, encode: EncodeOptions) -> Result<Stages> {
         let _ = std::fs::remove_dir_all(dir);
         let mut compositor = Compositor::new(Some((WIDTH, HEIGHT)), FPS, Arc::new(Stats::new()));
         compositor.set_background(BACKGROUND);
         compositor.control().add_layer("scene", 1, scene_layer());
         let mut i420 = Frame::new(PixelFormat::I420, WIDTH, HEIGHT)?;
-        let encode = EncodeOptions { bitrate_bps: bitrate, ..EncodeOptions::default() };
         let mut encoder = H264Encoder::new(encoder_config(&encode, FPS, WIDTH, HEIGHT))?;
         let mut muxer = TsMuxer::new();
         let mut ts = Vec::with_capacity(1 << 20);
@@ -775,6 +775,7 @@ mod hls {
                 .collect();
             let json = serde_json::json!({
                 "scenario": "hls", "frames": args.frames, "runs": args.runs, "bitrate_bps": args.bitrate,
+                "preset": format!("{:?}", args.preset).to_lowercase(),
                 "sides": sides_json,
                 "stages_ms": { "draw": stage.draw, "convert": stage.convert, "encode": stage.encode,
                                "mux": stage.mux, "write": stage.write, "total": stage.total() },
@@ -786,12 +787,13 @@ mod hls {
             return;
         }
         println!(
-            "hls 1920x1080 @ 30, ball + frame counter → H.264 at {:.1} Mb/s → HLS (2 s MPEG-TS segments), \
-             {} frames, median of {} runs{}:",
+            "hls 1920x1080 @ 30, ball + frame counter → H.264 at {:.1} Mb/s (ours: preset {:?}) → HLS \
+             (2 s MPEG-TS segments), {} frames, median of {} runs{}:",
             args.bitrate as f64 / 1e6,
+            args.preset,
             args.frames,
             args.runs,
-            if args.anchor { ", interleaved ours, gst, ffmpeg, pyav" } else { "" }
+            if args.anchor { ", interleaved ours, gst, ffmpeg, pyav, pyav-design" } else { "" }
         );
         let ours_cpu = med(&mut results[0].cpu_ms);
         println!(

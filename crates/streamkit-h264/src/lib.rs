@@ -26,7 +26,7 @@ pub use annexb_source::AnnexBSource;
 #[cfg(feature = "codec")]
 pub use decoder::H264Decoder;
 #[cfg(feature = "codec")]
-pub use encoder::{EncodedFrame, EncoderConfig, H264Encoder, RateControl, Usage};
+pub use encoder::{EncodedFrame, EncoderConfig, H264Encoder, Preset, RateControl, Usage};
 
 /// Which x86 assembly OpenH264 runs on this machine, e.g.
 /// `Some("sse2 ssse3 sse4.1 sse4.2 avx")`; `None` when the library was built

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use streamkit_core::sink::StreamInfo;
 use streamkit_core::time::{monotonic_ns, realtime_ns};
 use streamkit_core::{Error, Fps, Frame, Result, TimeBase, Timing};
-use streamkit_h264::{EncodedFrame, EncoderConfig, H264Encoder, RateControl};
+use streamkit_h264::{EncodedFrame, EncoderConfig, H264Encoder, Preset, RateControl};
 use tokio::sync::mpsc;
 
 /// Raw frames that may wait for the encoders, all together: enough for
@@ -40,11 +40,13 @@ pub struct EncodeOptions {
     pub keyframe_seconds: Option<f64>,
     /// Encoders working on different GOPs at once (`None`: one per core, at most 4).
     pub encoders: Option<usize>,
+    /// Speed against compression.
+    pub preset: Preset,
 }
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        EncodeOptions { bitrate_bps: 8_000_000, keyframe_seconds: None, encoders: None }
+        EncodeOptions { bitrate_bps: 8_000_000, keyframe_seconds: None, encoders: None, preset: Preset::Medium }
     }
 }
 
@@ -239,6 +241,7 @@ pub fn encoder_config(options: &EncodeOptions, fps: Fps, width: u32, height: u32
     let mut config = EncoderConfig::new(width, height, fps);
     config.bitrate_bps = options.bitrate_bps;
     config.rate_control = RateControl::Average;
+    config.preset = options.preset;
     if let Some(seconds) = options.keyframe_seconds {
         config.keyframe_interval = (seconds * fps.as_f64()).round().max(1.0) as u32;
     }
@@ -286,7 +289,12 @@ mod tests {
     }
 
     fn stage(encoders: usize) -> EncodeStage {
-        let options = EncodeOptions { bitrate_bps: 1_000_000, keyframe_seconds: Some(1.0), encoders: Some(encoders) };
+        let options = EncodeOptions {
+            bitrate_bps: 1_000_000,
+            keyframe_seconds: Some(1.0),
+            encoders: Some(encoders),
+            ..EncodeOptions::default()
+        };
         let mut stage = EncodeStage::new(options, "test");
         stage.set_stream_info(&StreamInfo { fps: Fps::new(30, 1), size: None });
         stage

@@ -69,7 +69,7 @@ impl HlsSink {
         HlsSink { dir, options, encode, writer: None, clock, server: None, date_anchor: None }
     }
 
-    /// `hls:DIR?segment_duration=2&playlist_size=10&bitrate=8000000&format=ts|fmp4&serve=127.0.0.1:8080&token=T&encoders=2`.
+    /// `hls:DIR?segment_duration=2&playlist_size=10&bitrate=8000000&format=ts|fmp4&serve=127.0.0.1:8080&token=T&encoders=2&preset=medium`.
     pub fn from_uri(uri: &Uri) -> Result<HlsSink> {
         let mut o = uri.options();
         let defaults = HlsSinkOptions::default();
@@ -89,6 +89,7 @@ impl HlsSink {
                     .unwrap_or(defaults.encode.bitrate_bps),
                 keyframe_seconds: None,
                 encoders: o.parse("encoders", "a count, e.g. 2 (default: one per core)")?,
+                preset: o.parse("preset", "fast, medium or slow")?.unwrap_or_default(),
             },
             serve: o.parse("serve", "an address, e.g. 127.0.0.1:8080")?,
             token: o.string("token").map(str::to_string),

@@ -34,7 +34,7 @@ pub fn register(registry: &mut Registry) {
         })
         .sink(
             "mp4",
-            "H.264 in MP4, fragmented (valid after every fragment) or faststart (bitrate=, keyint=, faststart, encoders=)",
+            "H.264 in MP4, fragmented (valid after every fragment) or faststart (bitrate=, keyint=, faststart, encoders=, preset=fast|medium|slow)",
             "out.mp4?bitrate=4000000",
             |uri, _| Ok(Box::new(Mp4Sink::from_uri(uri)?)),
         )
@@ -50,7 +50,7 @@ pub fn register(registry: &mut Registry) {
         })
         .sink(
             "hls",
-            "HLS: H.264 segments + index.m3u8 (segment_duration=, playlist_size=, bitrate=, format=ts|fmp4, serve=ADDR, token=, encoders=)",
+            "HLS: H.264 segments + index.m3u8 (segment_duration=, playlist_size=, bitrate=, format=ts|fmp4, serve=ADDR, token=, encoders=, preset=fast|medium|slow)",
             "hls:out/live?segment_duration=2&playlist_size=5",
             |uri, _| Ok(Box::new(HlsSink::from_uri(uri)?)),
         );

@@ -61,6 +61,7 @@ impl Mp4Sink {
                 bitrate_bps: o.parse("bitrate", "bits per second, e.g. 8000000")?.unwrap_or(defaults.bitrate_bps),
                 keyframe_seconds: o.parse("keyint", "seconds between keyframes, e.g. 2")?,
                 encoders: o.parse("encoders", "a count, e.g. 2 (default: one per core)")?,
+                preset: o.parse("preset", "fast, medium or slow")?.unwrap_or_default(),
             },
             faststart: o.flag("faststart")?.unwrap_or(false),
         };

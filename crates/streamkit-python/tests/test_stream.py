@@ -32,7 +32,8 @@ def test_classes_and_uris_build_the_same_stream(out):
 
 
 def test_several_sinks_mp4_hls_and_file_source(out):
-    sinks = [FileSink(out / "x.mp4", bitrate=1_000_000), HLSSink(out / "hls", segment_duration=1, playlist_size=0), NullSink()]
+    sinks = [FileSink(out / "x.mp4", bitrate=1_000_000, preset="slow"),
+             HLSSink(out / "hls", segment_duration=1, playlist_size=0, preset="fast"), NullSink()]
     report = run(Stream(source=TestSource(320, 240, 30), sink=sinks, realtime=False, frames=60).run())
     assert report["frames"] == 60 and not report["failures"], report
     playlist = (out / "hls" / "index.m3u8").read_text()
@@ -55,6 +56,8 @@ def test_generated_stream_has_design_defaults(out):
 
 
 def test_errors_are_python_exceptions_with_clear_messages(out):
+    with pytest.raises(ValueError, match="preset"):
+        HLSSink(out / "hls", preset="ultrafast")
     with pytest.raises(ValueError, match=r"unknown source scheme 'tset:'.*did you mean 'test:'"):
         Stream(source="tset:ball", sink="null:")
     with pytest.raises(ValueError, match="unknown"):

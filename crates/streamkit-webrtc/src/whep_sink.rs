@@ -66,7 +66,7 @@ impl Default for WhepSinkOptions {
         WhepSinkOptions {
             addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             token: None,
-            encode: EncodeOptions { bitrate_bps: 4_000_000, keyframe_seconds: Some(2.0), encoders: None },
+            encode: EncodeOptions { bitrate_bps: 4_000_000, keyframe_seconds: Some(2.0), ..EncodeOptions::default() },
             ice: IceOptions::default(),
             max_viewers: 16,
         }
@@ -89,7 +89,7 @@ impl WhepSinkOptions {
                 keyframe_seconds: o
                     .parse("keyint", "seconds between keyframes, e.g. 2")?
                     .or(defaults.encode.keyframe_seconds),
-                encoders: None,
+                ..EncodeOptions::default()
             },
             ice: crate::ice_options(&mut o, addr)?,
             max_viewers: o.parse("max_viewers", "a number of viewers, e.g. 16")?.unwrap_or(defaults.max_viewers),

@@ -212,8 +212,11 @@ fn is_keyframe(m: &str0m::media::MediaData) -> bool {
 /// otherwise a minute apart here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pli_forces_a_keyframe() {
-    let encode =
-        streamkit_media::encode::EncodeOptions { bitrate_bps: 1_000_000, keyframe_seconds: Some(60.0), encoders: None };
+    let encode = streamkit_media::encode::EncodeOptions {
+        bitrate_bps: 1_000_000,
+        keyframe_seconds: Some(60.0),
+        ..streamkit_media::encode::EncodeOptions::default()
+    };
     let (sink, stop, task) = start_sink(WhepSinkOptions { encode, ..WhepSinkOptions::default() });
     let mut viewer = BareViewer::connect(&sink.endpoint()).await;
     let mut units = Vec::new();

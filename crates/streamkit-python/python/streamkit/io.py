@@ -127,12 +127,17 @@ class NetworkSource(URISource):
         super().__init__(f"tcp://{host}:{port}" + _query(token=token, timeout=timeout, reconnect=reconnect))
 
 
+#: H.264 encoder presets of FileSink and HLSSink, fastest first.
+PRESETS = ("fast", "medium", "slow")
+
+
 class FileSink(URISink):
-    """A video file, by extension: .mp4/.mov (H.264, ``bitrate``, ``faststart``),
-    .y4m, .raw, .png (last frame) or a PNG sequence ``frames/%05d.png``."""
+    """A video file, by extension: .mp4/.mov (H.264, ``bitrate``, ``faststart``,
+    ``preset`` fast/medium/slow), .y4m, .raw, .png (last frame) or a PNG
+    sequence ``frames/%05d.png``."""
 
     def __init__(self, output_path: Union[str, os.PathLike], codec: str = "h264", bitrate: int = 8_000_000,
-                 faststart: bool = False, keyint: Optional[int] = None):
+                 faststart: bool = False, keyint: Optional[int] = None, preset: str = "medium"):
         path = os.fspath(output_path)
         self.output_path = path
         ext = os.path.splitext(path)[1].lower()
@@ -141,7 +146,9 @@ class FileSink(URISink):
             raise FileNotFoundError(f"FileSink: the folder {parent!r} does not exist")
         if ext in (".mp4", ".mov", ".m4v"):
             _check_choice("codec", codec, ("h264",))
-            uri = "mp4:" + path.replace("%", "%25") + _query(bitrate=bitrate, keyint=keyint, faststart=faststart)
+            _check_choice("preset", preset, PRESETS)
+            uri = "mp4:" + path.replace("%", "%25") + _query(bitrate=bitrate, keyint=keyint, faststart=faststart,
+                                                             preset=preset)
         elif ext == ".png":
             uri = "png:" + path.replace("%", "%25")
         else:
@@ -151,14 +158,18 @@ class FileSink(URISink):
 
 class HLSSink(URISink):
     """HLS: H.264 segments and ``index.m3u8`` in ``output_dir`` (created).
-    ``serve='127.0.0.1:8080'`` also serves it over HTTP with a player page."""
+    ``serve='127.0.0.1:8080'`` also serves it over HTTP with a player page.
+    ``preset``: the encoder's speed against compression (fast, medium, slow)."""
 
     def __init__(self, output_dir: Union[str, os.PathLike], segment_duration: float = 2, playlist_size: int = 10,
-                 bitrate: int = 8_000_000, format: str = "ts", serve: Optional[str] = None):
+                 bitrate: int = 8_000_000, format: str = "ts", serve: Optional[str] = None,
+                 preset: str = "medium"):
         _check_choice("format", format, ("ts", "fmp4"))
+        _check_choice("preset", preset, PRESETS)
         self.output_dir = os.fspath(output_dir)
         super().__init__("hls:" + self.output_dir + _query(segment_duration=segment_duration, playlist_size=playlist_size,
-                                                             bitrate=bitrate, format=format, serve=serve))
+                                                             bitrate=bitrate, format=format, serve=serve,
+                                                             preset=preset))
 
 
 class NetworkSink(URISink):
