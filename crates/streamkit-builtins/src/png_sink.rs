@@ -308,7 +308,7 @@ fn temp_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::y4m::testutil::{have_tool, run_tool, TempDir};
+    use crate::y4m::testutil::{ffprobe_show, have_tool, TempDir};
 
     fn solid(rgba: [u8; 4], w: u32, h: u32) -> Frame {
         let mut f = Frame::new(PixelFormat::Rgba8Premul, w, h).unwrap();
@@ -488,20 +488,7 @@ mod tests {
         let mut sink = PngSink::create(path.to_str().unwrap(), PngSinkOptions::default()).unwrap();
         sink.write(&solid([10, 200, 30, 255], 64, 48)).await.unwrap();
         sink.close().await.unwrap();
-        let (out, _) = run_tool(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "stream=codec_name,width,height",
-                "-of",
-                "csv=p=0",
-                path.to_str().unwrap(),
-            ],
-        );
+        let out = ffprobe_show(&path, "stream=codec_name,width,height", "csv=p=0", &[]);
         assert_eq!(out.trim(), "png,64,48");
     }
 }

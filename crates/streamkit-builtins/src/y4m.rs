@@ -761,12 +761,12 @@ pub(crate) mod testutil {
         Frame::from_buffer(frame.format(), w, h, layout, Buffer::from_vec(buf)).unwrap()
     }
 
-    pub use streamkit_testkit::{require_tool as have_tool, run_tool, tool_available};
+    pub use streamkit_testkit::{ffprobe_show, require_tool as have_tool, run_tool, tool_available};
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testutil::{have_tool, padded_copy, run_tool, TempDir};
+    use super::testutil::{ffprobe_show, have_tool, padded_copy, run_tool, TempDir};
     use super::*;
 
     /// An I420 frame whose every byte depends on (frame, position).
@@ -1126,22 +1126,7 @@ mod tests {
         let path = dir.join("ten.y4m");
         let frames: Vec<Frame> = (0..10).map(|n| pattern_frame(n, 64, 48)).collect();
         write_file(&path, &frames, Some(Fps::new(30, 1))).await;
-        let path = path.to_str().unwrap();
-        let (out, _) = run_tool(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-count_frames",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "stream=nb_read_frames,width,height,r_frame_rate",
-                "-of",
-                "csv=p=0",
-                path,
-            ],
-        );
+        let out = ffprobe_show(&path, "stream=nb_read_frames,width,height,r_frame_rate", "csv=p=0", &["-count_frames"]);
         assert_eq!(out.trim(), "64,48,30/1,10");
     }
 

@@ -531,7 +531,7 @@ mod tests {
     use crate::decoder::H264Decoder;
     use crate::nal;
     use crate::test_util::{busy_i420, psnr_i420};
-    use streamkit_testkit::{ffprobe_video, require_tool, run_tool, temp_dir};
+    use streamkit_testkit::{ffprobe_show, ffprobe_video, require_tool, temp_dir};
 
     fn config(width: u32, height: u32) -> EncoderConfig {
         EncoderConfig::new(width, height, Fps::new(30, 1))
@@ -613,20 +613,7 @@ mod tests {
         let stream = ffprobe_video(&path).unwrap();
         assert_eq!((stream.codec.as_str(), stream.width, stream.height), ("h264", 640, 360));
         assert_eq!(stream.frames, 300);
-        let (out, _) = run_tool(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "stream=profile,pix_fmt,color_space",
-                "-of",
-                "default=noprint_wrappers=1",
-                path.to_str().unwrap(),
-            ],
-        );
+        let out = ffprobe_show(&path, "stream=profile,pix_fmt,color_space", "default=noprint_wrappers=1", &[]);
         assert!(out.contains("profile=Constrained Baseline"), "{out}");
         assert!(out.contains("pix_fmt=yuv420p") && out.contains("color_space=bt709"), "{out}");
     }

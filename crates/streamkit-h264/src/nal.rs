@@ -1092,7 +1092,7 @@ impl AccessUnitSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamkit_testkit::{require_tool, run_tool, temp_dir};
+    use streamkit_testkit::{ffprobe_show, require_tool, run_tool, temp_dir};
 
     /// Ten frames of `testsrc2` encoded by ffmpeg/libx264 as Annex-B, with
     /// ffprobe's view of the stream (`key=value` lines). `None` without ffmpeg.
@@ -1109,18 +1109,7 @@ mod tests {
         all.extend_from_slice(args);
         all.extend_from_slice(&["-bsf:v", "h264_mp4toannexb", "-f", "h264", "-y", &path_str]);
         run_tool("ffmpeg", &all);
-        let (probe, _) = run_tool(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=profile,level,width,height",
-                "-of",
-                "default=noprint_wrappers=1",
-                &path_str,
-            ],
-        );
+        let probe = ffprobe_show(&path, "stream=profile,level,width,height", "default=noprint_wrappers=1", &[]);
         let bytes = std::fs::read(&path).unwrap();
         let _ = std::fs::remove_dir_all(dir);
         Some((bytes, probe))

@@ -26,8 +26,9 @@ use streamkit_core::{Error, Fps, Frame, Result, TimeBase, Timing};
 use streamkit_h264::{EncodedFrame, EncoderConfig, H264Encoder, Preset, RateControl};
 use tokio::sync::mpsc;
 
-/// Raw frames that may wait for the encoders, all together: enough for
-/// two-thirds of a 2 s GOP at 1080p, so two encoders overlap most of a GOP.
+/// Raw frames that may wait for the encoders, all together: 42 at 1080p
+/// (21 per encoder with two), so each encoder can run a third of a 2 s GOP
+/// ahead of the other.
 pub const QUEUE_BYTES: usize = 128 << 20;
 /// OpenH264's thread limit per encoder, and our limit on parallel GOPs.
 const MAX_ENCODERS: usize = 4;

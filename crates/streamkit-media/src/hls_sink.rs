@@ -185,7 +185,7 @@ impl Sink for HlsSink {
     async fn close(&mut self) -> Result<()> {
         if self.writer.is_some() {
             let rest = self.encode.finish().await;
-            // Whatever came back is written even when an encoder failed.
+            // The playlist is ended even when an encoder failed.
             let written = match rest {
                 Ok(units) => self.write_units(units).await,
                 Err(e) => Err(e),

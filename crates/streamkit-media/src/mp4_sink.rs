@@ -175,7 +175,7 @@ impl Sink for Mp4Sink {
             tracing::warn!("{}: no frames arrived; no file written", self.describe());
             return Ok(());
         }
-        // What came back is written even when an encoder failed: the file stays valid.
+        // Finalised even when an encoder failed, so what was written stays a valid file.
         let written = match self.encode.finish().await {
             Ok(rest) => self.write_samples(rest).await,
             Err(e) => Err(e),

@@ -57,26 +57,28 @@ pub struct VideoStream {
     pub frames: u64,
 }
 
+/// `ffprobe -v error [EXTRA…] -select_streams v:0 -show_entries ENTRIES -of
+/// FORMAT PATH`: what ffprobe says of the first video stream (`format`:
+/// `csv=p=0` or `default=noprint_wrappers=1`, for instance).
+pub fn ffprobe_show(path: &Path, entries: &str, format: &str, extra: &[&str]) -> String {
+    let mut args = vec!["-v", "error"];
+    args.extend_from_slice(extra);
+    let path = path.to_str().expect("utf-8 path");
+    args.extend_from_slice(&["-select_streams", "v:0", "-show_entries", entries, "-of", format, path]);
+    run_tool("ffprobe", &args).0
+}
+
 /// Decodes every frame of `path` with ffprobe. `None` when ffprobe is
 /// missing (and CI is not set).
 pub fn ffprobe_video(path: &Path) -> Option<VideoStream> {
     if !require_tool("ffprobe") {
         return None;
     }
-    let (out, _) = run_tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height,r_frame_rate,nb_read_frames",
-            "-of",
-            "default=noprint_wrappers=1",
-            path.to_str().expect("utf-8 path"),
-        ],
+    let out = ffprobe_show(
+        path,
+        "stream=codec_name,width,height,r_frame_rate,nb_read_frames",
+        "default=noprint_wrappers=1",
+        &["-count_frames"],
     );
     let field = |name: &str| {
         out.lines()
@@ -105,20 +107,7 @@ pub fn ffprobe_duration(path: &Path) -> f64 {
 /// ffprobe's packets of the first video stream: (pts, dts, keyframe), in the
 /// stream time base, in file (decode) order.
 pub fn ffprobe_packets(path: &Path) -> Vec<(i64, i64, bool)> {
-    let (out, _) = run_tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts,dts,flags",
-            "-of",
-            "csv=p=0",
-            path.to_str().expect("utf-8 path"),
-        ],
-    );
+    let out = ffprobe_show(path, "packet=pts,dts,flags", "csv=p=0", &[]);
     out.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {

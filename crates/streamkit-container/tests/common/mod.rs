@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use streamkit_container::mp4::Sample;
 use streamkit_h264::nal::{self, AccessUnitSplitter};
-use streamkit_testkit::{require_tool, run_tool, temp_dir};
+use streamkit_testkit::{ffprobe_show, require_tool, run_tool, temp_dir};
 
 /// 90 kHz ticks per frame at 30 fps.
 pub const TICKS: i64 = 3000;
@@ -158,22 +158,7 @@ pub fn synthetic_units(frames: usize, gop: usize) -> Vec<Vec<u8>> {
 
 /// ffprobe's presentation time of the first decoded frame, in seconds.
 pub fn ffprobe_first_frame_time(path: &Path) -> f64 {
-    let (out, _) = run_tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "frame=pts_time",
-            "-read_intervals",
-            "%+#1",
-            "-of",
-            "csv=p=0",
-            path.to_str().unwrap(),
-        ],
-    );
+    let out = ffprobe_show(path, "frame=pts_time", "csv=p=0", &["-read_intervals", "%+#1"]);
     out.lines()
         .next()
         .unwrap_or("")
