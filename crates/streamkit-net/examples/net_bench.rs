@@ -8,7 +8,9 @@
 //!
 //! * **Throughput**: 1920x1080 RGBA, compression none, as fast as the
 //!   consumer takes it (queue=block, so nothing is dropped): MB/s and fps at
-//!   the consumer, after a warm-up.
+//!   the consumer, after a warm-up. Raw rows run twice: through shared
+//!   memory (what a same-host consumer gets by default) and with `shm=off`,
+//!   every byte through the TCP socket (what a consumer on another host gets).
 //! * **Per-hop latency** (capture time → frame received and decoded in the
 //!   consumer, `CLOCK_MONOTONIC` shared by both processes): p50/p99 at 30 fps
 //!   for raw, JPEG and H.264, and for raw at full speed.
@@ -16,7 +18,7 @@
 //!   `videotestsrc ! video/x-raw,format=RGBA,width=1920,height=1080 ! gdppay ! tcpserversink`
 //!   → `tcpclientsrc ! gdpdepay ! fpsdisplaysink video-sink=fakesink sync=false`.
 //!
-//! The producer is this binary again (`--produce PORT MODE FRAMES FPS`).
+//! The producer is this binary again (`--produce PORT MODE FRAMES FPS rgba|i420 shm|tcp`).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,23 +41,29 @@ fn main() {
         let frames = args[4].parse().unwrap();
         let fps: f64 = args[5].parse().unwrap();
         let i420 = args.get(6).is_some_and(|a| a == "i420");
-        runtime.block_on(produce(port, mode, frames, fps, i420));
+        let shm = args.get(7).is_some_and(|a| a == "shm");
+        runtime.block_on(produce(port, mode, frames, fps, i420, shm));
         return;
     }
     let anchor = !args.iter().any(|a| a == "--no-anchor" || a == "--raw-only");
     println!("# streamkit-net loopback benchmark, {WIDTH}x{HEIGHT} RGBA source frames");
     let mut results = Vec::new();
-    results.push(("raw, full speed", runtime.block_on(run(Compression::None, 600, 0.0, false))));
+    let shm = Path::SharedMemory;
+    let tcp = Path::Tcp;
+    results.push(("raw, full speed, shared memory", runtime.block_on(run(Compression::None, 600, 0.0, false, shm))));
+    results.push(("raw, full speed, TCP", runtime.block_on(run(Compression::None, 600, 0.0, false, tcp))));
     if args.iter().any(|a| a == "--raw-only") {
         return;
     }
-    results.push(("raw, 30 fps", runtime.block_on(run(Compression::None, 150, 30.0, false))));
+    results.push(("raw, 30 fps, shared memory", runtime.block_on(run(Compression::None, 300, 30.0, false, shm))));
+    results.push(("raw, 30 fps, TCP", runtime.block_on(run(Compression::None, 300, 30.0, false, tcp))));
     // A camera's or decoder's native 4:2:0 frame: 3.1 MB instead of 8.3 MB.
-    results.push(("raw I420, 30 fps", runtime.block_on(run(Compression::None, 150, 30.0, true))));
-    results.push(("jpeg, 30 fps", runtime.block_on(run(Compression::Jpeg, 150, 30.0, false))));
-    results.push(("h264, 30 fps", runtime.block_on(run(Compression::H264, 150, 30.0, false))));
-    results.push(("jpeg, full speed", runtime.block_on(run(Compression::Jpeg, 150, 0.0, false))));
-    results.push(("h264, full speed", runtime.block_on(run(Compression::H264, 150, 0.0, false))));
+    results.push(("raw I420, 30 fps, shared memory", runtime.block_on(run(Compression::None, 300, 30.0, true, shm))));
+    results.push(("raw I420, 30 fps, TCP", runtime.block_on(run(Compression::None, 300, 30.0, true, tcp))));
+    results.push(("jpeg, 30 fps", runtime.block_on(run(Compression::Jpeg, 150, 30.0, false, tcp))));
+    results.push(("h264, 30 fps", runtime.block_on(run(Compression::H264, 150, 30.0, false, tcp))));
+    results.push(("jpeg, full speed", runtime.block_on(run(Compression::Jpeg, 150, 0.0, false, tcp))));
+    results.push(("h264, full speed", runtime.block_on(run(Compression::H264, 150, 0.0, false, tcp))));
     println!();
     println!("| mode | frames | fps | MB/s (of raw RGBA) | wire MB/s | latency p50 | p99 | max |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -74,21 +82,34 @@ fn main() {
     if anchor {
         match gstreamer_anchor() {
             Some(fps) => {
-                let ours = results[0].1.fps;
+                let ours = results[1].1.fps;
                 println!();
                 println!(
                     "GStreamer gdppay/tcpserversink → tcpclientsrc/gdpdepay: {fps:.1} fps = {:.0} MB/s",
                     fps * FRAME_BYTES / 1e6
                 );
                 println!(
-                    "streamkit raw: {ours:.1} fps = {:.0} MB/s; ratio {:.2}x",
+                    "streamkit raw over TCP: {ours:.1} fps = {:.0} MB/s; ratio {:.2}x",
                     ours * FRAME_BYTES / 1e6,
                     ours / fps
+                );
+                let local = results[0].1.fps;
+                println!(
+                    "streamkit raw through shared memory: {local:.1} fps = {:.0} MB/s; ratio {:.2}x",
+                    local * FRAME_BYTES / 1e6,
+                    local / fps
                 );
             }
             None => println!("\nGStreamer anchor: gst-launch-1.0 (with gdppay from plugins-bad) not available"),
         }
     }
+}
+
+/// How raw pixels travel between the two processes.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    SharedMemory,
+    Tcp,
 }
 
 struct Measured {
@@ -115,9 +136,10 @@ fn frames() -> Vec<Frame> {
         .collect()
 }
 
-async fn produce(port: u16, mode: Compression, count: u64, fps: f64, i420: bool) {
+async fn produce(port: u16, mode: Compression, count: u64, fps: f64, i420: bool, shm: bool) {
     let mut config = NetworkSinkConfig::new(port).with_compression(mode);
     config.queue = QueuePolicy::Block;
+    config.shared_memory = shm;
     config.compress.bitrate_bps = 8_000_000;
     let mut sink = NetworkSink::bind(config).unwrap();
     let mut pictures = frames();
@@ -137,16 +159,18 @@ async fn produce(port: u16, mode: Compression, count: u64, fps: f64, i420: bool)
     sink.close().await.unwrap();
 }
 
-async fn run(mode: Compression, frames: u64, fps: f64, i420: bool) -> Measured {
+async fn run(mode: Compression, frames: u64, fps: f64, i420: bool, path: Path) -> Measured {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut producer = Command::new(std::env::current_exe().unwrap())
         .args(["--produce", &port.to_string(), mode.name(), &frames.to_string(), &fps.to_string()])
         .arg(if i420 { "i420" } else { "rgba" })
+        .arg(if path == Path::SharedMemory { "shm" } else { "tcp" })
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let mut config = NetworkSourceConfig::new("127.0.0.1", port);
     config.connect_timeout = Duration::from_secs(20);
+    config.shared_memory = path == Path::SharedMemory;
     let mut source = NetworkSource::connect(config).await.unwrap();
     let mut latencies = Vec::new();
     let mut times = Vec::new();
@@ -156,6 +180,8 @@ async fn run(mode: Compression, frames: u64, fps: f64, i420: bool) -> Measured {
         times.push(now);
     }
     producer.wait().unwrap();
+    let shared = source.stats().shared_frames;
+    assert_eq!(shared > 0, path == Path::SharedMemory, "{shared} frames came through shared memory");
     let warmup = (times.len() / 10).max(1);
     let span = (times[times.len() - 1] - times[warmup]) as f64 / 1e9;
     let fps_measured = (times.len() - 1 - warmup) as f64 / span;
@@ -173,8 +199,9 @@ async fn run(mode: Compression, frames: u64, fps: f64, i420: bool) -> Measured {
         max_ms: steady[steady.len() - 1],
     };
     eprintln!(
-        "{} @ {}: {} frames, {:.1} fps, wire {:.0} MB/s, latency p50 {:.2} ms p99 {:.2} ms",
+        "{} {} @ {}: {} frames, {:.1} fps, wire {:.0} MB/s, latency p50 {:.2} ms p99 {:.2} ms",
         mode,
+        if path == Path::SharedMemory { "(shared memory)" } else { "(TCP)" },
         if fps > 0.0 { format!("{fps} fps") } else { "full speed".into() },
         m.frames,
         m.fps,

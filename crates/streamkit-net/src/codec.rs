@@ -13,6 +13,7 @@
 //! | `h264` | one Annex-B access unit (OpenH264, constrained baseline) | `i420` |
 
 use std::io::IoSlice;
+use std::sync::OnceLock;
 
 use streamkit_core::convert::convert_into;
 use streamkit_core::frame::{BufferPool, MAX_DIMENSION};
@@ -63,7 +64,11 @@ enum Payload {
 pub struct EncodedChunk {
     head: Vec<u8>,
     payload: Payload,
-    crc: [u8; 4],
+    /// The payload CRC, computed when a consumer first sends the chunk
+    /// inline: a raw frame that only goes through shared memory never needs it.
+    crc: OnceLock<[u8; 4]>,
+    /// A raw frame's header, for sending it through shared memory instead.
+    raw_header: Option<FrameHeader>,
     /// Decoding can start at this chunk.
     pub keyframe: bool,
     pub frame_number: u64,
@@ -84,12 +89,18 @@ impl EncodedChunk {
 
     /// The three pieces in wire order.
     pub fn parts(&self) -> [&[u8]; 3] {
-        [&self.head, self.payload(), &self.crc]
+        let crc = self.crc.get_or_init(|| crc32fast::hash(self.payload()).to_be_bytes());
+        [&self.head, self.payload(), crc]
+    }
+
+    /// A raw frame's header and packed pixels (`None` for JPEG and H.264).
+    pub fn raw(&self) -> Option<(&FrameHeader, &[u8])> {
+        self.raw_header.as_ref().map(|h| (h, self.payload()))
     }
 
     /// Bytes on the wire.
     pub fn len(&self) -> usize {
-        self.head.len() + self.payload().len() + self.crc.len()
+        self.head.len() + self.payload().len() + wire::CRC_LEN
     }
 
     pub fn is_empty(&self) -> bool {
@@ -168,8 +179,9 @@ impl FrameCompressor {
         let packed = frame.clone().into_packed();
         let header = FrameHeader::raw(&packed);
         let head = wire::frame_chunk_head(&header, packed.data().len())?;
-        let crc = crc32fast::hash(packed.data()).to_be_bytes();
-        Ok(chunk(head, Payload::Frame(packed), crc, &header))
+        let mut chunk = chunk(head, Payload::Frame(packed), None, &header);
+        chunk.raw_header = Some(header);
+        Ok(chunk)
     }
 
     fn jpeg(&mut self, frame: &Frame) -> Result<EncodedChunk> {
@@ -197,7 +209,7 @@ impl FrameCompressor {
         let header = FrameHeader { format, compression: Compression::Jpeg, keyframe: true, ..FrameHeader::raw(frame) };
         let head = wire::frame_chunk_head(&header, out.len())?;
         let crc = crc32fast::hash(&out).to_be_bytes();
-        Ok(chunk(head, Payload::Bytes(out), crc, &header))
+        Ok(chunk(head, Payload::Bytes(out), Some(crc), &header))
     }
 
     fn h264(&mut self, frame: &Frame, force_keyframe: bool) -> Result<EncodedChunk> {
@@ -229,15 +241,16 @@ impl FrameCompressor {
         };
         let head = wire::frame_chunk_head(&header, encoded.data.len())?;
         let crc = crc32fast::hash(&encoded.data).to_be_bytes();
-        Ok(chunk(head, Payload::Bytes(encoded.data), crc, &header))
+        Ok(chunk(head, Payload::Bytes(encoded.data), Some(crc), &header))
     }
 }
 
-fn chunk(head: Vec<u8>, payload: Payload, crc: [u8; 4], header: &FrameHeader) -> EncodedChunk {
+fn chunk(head: Vec<u8>, payload: Payload, crc: Option<[u8; 4]>, header: &FrameHeader) -> EncodedChunk {
     EncodedChunk {
         head,
         payload,
-        crc,
+        crc: crc.map(OnceLock::from).unwrap_or_default(),
+        raw_header: None,
         keyframe: header.keyframe,
         frame_number: header.timing.frame_number,
         capture_time_ns: header.timing.capture_time_ns,

@@ -35,6 +35,7 @@ pub mod codec;
 pub mod fuzzing;
 pub mod options;
 pub mod pipe;
+pub mod shm;
 pub mod sink;
 pub mod source;
 pub mod wire;

@@ -219,12 +219,19 @@ impl WireSource {
         let what = format!("wire {}", self.name);
         loop {
             match self.decoder.poll().map_err(|e| e.into_error(&what))? {
+                Some(WireEvent::Frame(frame)) if frame.shared.is_some() => {
+                    return Err(Error::malformed(
+                        &what,
+                        frame.offset,
+                        "a shared-memory frame in a one-way stream (only a same-host TCP consumer maps shared memory)",
+                    ))
+                }
                 Some(WireEvent::Frame(frame)) => return Ok(Some(frame)),
                 Some(WireEvent::End) => return Ok(None),
                 Some(WireEvent::Error { reason, .. }) => {
                     return Err(Error::invalid(format!("{what}: the producer reports: {reason}")))
                 }
-                Some(WireEvent::Hello(_) | WireEvent::Welcome { .. }) => {
+                Some(WireEvent::Hello(_) | WireEvent::Welcome { .. } | WireEvent::SharedMemory(_)) => {
                     return Err(Error::malformed(
                         &what,
                         self.decoder.position(),

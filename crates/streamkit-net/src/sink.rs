@@ -30,6 +30,10 @@
 //!   most every 0.5 s ([`RECOVERY_KEYFRAME_INTERVAL`]), since every consumer
 //!   pays for a keyframe's bits. For H.264 to a consumer that may fall
 //!   behind, `block` (or `drop-oldest` with room) loses less than `latest-only`.
+//! * **Same-host consumers get raw frames through shared memory** (see
+//!   [`crate::shm`]): one copy into the consumer's ring instead of two socket
+//!   copies and two checksums. Only for consumers that ask and connected
+//!   over loopback; `shm=off` on either side turns it off.
 //! * **A consumer that joins an H.264 stream starts at a keyframe**: joining
 //!   forces an IDR on the next frame ([`streamkit_h264::H264Encoder::force_keyframe`]).
 //! * **Hostile peers**: the whole handshake must finish within
@@ -55,6 +59,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::auth::{random_nonce, Token};
 use crate::codec::{write_all_vectored, CompressOptions, EncodedChunk, FrameCompressor};
 use crate::options;
+use crate::shm::{self, ShmRing};
 use crate::wire::{self, CloseCode, Compression, ErrorKind, Hello, Join, JOIN_LEN};
 
 /// Handshakes that may run at once; more connections are closed at once.
@@ -84,6 +89,8 @@ pub struct NetworkSinkConfig {
     pub handshake_timeout: Duration,
     /// Time a consumer may make no progress before it is disconnected.
     pub stall_timeout: Duration,
+    /// Send raw frames to same-host consumers that ask through shared memory.
+    pub shared_memory: bool,
 }
 
 impl NetworkSinkConfig {
@@ -98,6 +105,7 @@ impl NetworkSinkConfig {
             max_consumers: 32,
             handshake_timeout: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(10),
+            shared_memory: true,
         }
     }
 
@@ -106,7 +114,7 @@ impl NetworkSinkConfig {
         self
     }
 
-    /// `tcp://HOST:PORT?compression=&token=&token_file=&queue=&capacity=&max_consumers=&bitrate=&quality=&keyframe=&handshake_timeout=&stall=`
+    /// `tcp://HOST:PORT?compression=&token=&token_file=&queue=&capacity=&max_consumers=&bitrate=&quality=&keyframe=&handshake_timeout=&stall=&shm=`
     pub fn from_uri(uri: &Uri) -> Result<NetworkSinkConfig> {
         let (host, port) = options::host_port(uri, Some("127.0.0.1"))?;
         let mut config = NetworkSinkConfig::new(port);
@@ -138,6 +146,9 @@ impl NetworkSinkConfig {
         if let Some(t) = options::duration(&mut o, uri, "stall")? {
             config.stall_timeout = t.max(Duration::from_millis(10));
         }
+        if let Some(shm) = o.flag("shm")? {
+            config.shared_memory = shm;
+        }
         o.finish()?;
         Ok(config)
     }
@@ -162,6 +173,8 @@ pub struct NetworkSinkStats {
     pub frames_without_consumers: u64,
     /// Chunks written to sockets, summed over consumers.
     pub chunks_sent: u64,
+    /// Of those, raw frames whose pixels went through shared memory.
+    pub chunks_shared: u64,
     pub bytes_sent: u64,
     /// Chunks consumer queues dropped (latest-only, drop-oldest).
     pub chunks_dropped: u64,
@@ -190,6 +203,7 @@ struct Counters {
     frames_encoded: AtomicU64,
     frames_without_consumers: AtomicU64,
     chunks_sent: AtomicU64,
+    chunks_shared: AtomicU64,
     bytes_sent: AtomicU64,
     chunks_dropped: AtomicU64,
     chunks_skipped_for_keyframe: AtomicU64,
@@ -261,6 +275,7 @@ impl Shared {
             frames_encoded: get(&c.frames_encoded),
             frames_without_consumers: get(&c.frames_without_consumers),
             chunks_sent: get(&c.chunks_sent),
+            chunks_shared: get(&c.chunks_shared),
             bytes_sent: get(&c.bytes_sent),
             chunks_dropped: get(&c.chunks_dropped),
             chunks_skipped_for_keyframe: get(&c.chunks_skipped_for_keyframe),
@@ -595,7 +610,11 @@ async fn admit(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let result = tokio::time::timeout(config.handshake_timeout, handshake(&mut stream, &shared)).await;
     shared.pending_handshakes.fetch_sub(1, Ordering::AcqRel);
     let refusal = match result {
-        Ok(Ok(())) => return register(stream, peer, shared),
+        Ok(Ok(join)) => {
+            let shared_memory =
+                join.shared_memory && config.shared_memory && peer.ip().is_loopback() && crate::shm::available();
+            return register(stream, peer, shared_memory, shared);
+        }
         Ok(Err(refusal)) => refusal,
         Err(_) => Refusal::new(
             CloseCode::Timeout,
@@ -619,7 +638,7 @@ async fn admit(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     .await;
 }
 
-async fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<(), Refusal> {
+async fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<Join, Refusal> {
     let config = &shared.config;
     let io = |e: std::io::Error| {
         Refusal::new(CloseCode::Protocol, format!("the connection failed during the handshake: {e}"))
@@ -690,10 +709,10 @@ async fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<(), Refusa
         }
     }
     stream.write_all(&wire::welcome_chunk(&proof)).await.map_err(io)?;
-    Ok(())
+    Ok(join)
 }
 
-fn register(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+fn register(stream: TcpStream, peer: SocketAddr, shared_memory: bool, shared: Arc<Shared>) {
     let config = &shared.config;
     let (tx, rx) = queue::bounded(config.queue_capacity, config.queue);
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -701,14 +720,15 @@ fn register(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     if shared.closed.load(Ordering::Acquire) {
         return;
     }
-    let task = tokio::spawn(serve(stream, peer, id, rx, shared.clone()));
+    let task = tokio::spawn(serve(stream, peer, id, rx, shared_memory, shared.clone()));
     consumers.push(Consumer { id, peer, queue: tx, task, reported_drops: 0 });
     drop(consumers);
     bump(&shared.counters.consumers_joined);
     if config.compress.compression == Compression::H264 {
         shared.keyframe_for_join.store(true, Ordering::Release);
     }
-    tracing::info!("{}: consumer {peer} joined", shared.what);
+    let how = if shared_memory { " (raw frames through shared memory)" } else { "" };
+    tracing::info!("{}: consumer {peer} joined{how}", shared.what);
 }
 
 enum Outcome {
@@ -724,9 +744,10 @@ async fn serve(
     peer: SocketAddr,
     id: u64,
     queue: queue::Receiver<Arc<EncodedChunk>>,
+    shared_memory: bool,
     shared: Arc<Shared>,
 ) {
-    let outcome = feed(stream, &queue, &shared).await;
+    let outcome = feed(stream, &queue, shared_memory, &shared).await;
     // Whoever takes the consumer off the list counts a stall: this task, or
     // a blocked write() whose own stall timeout fired at the same moment.
     let listed = shared.remove(id).is_some();
@@ -754,8 +775,14 @@ async fn serve(
     }
 }
 
-async fn feed(stream: TcpStream, queue: &queue::Receiver<Arc<EncodedChunk>>, shared: &Shared) -> Outcome {
+async fn feed(
+    stream: TcpStream,
+    queue: &queue::Receiver<Arc<EncodedChunk>>,
+    shared_memory: bool,
+    shared: &Shared,
+) -> Outcome {
     let (mut reader, mut writer) = stream.into_split();
+    let mut via_memory = shared_memory.then(SharedMemoryPath::default);
     let stall = shared.config.stall_timeout;
     let h264 = shared.config.compress.compression == Compression::H264;
     let mut need_keyframe = h264;
@@ -790,10 +817,27 @@ async fn feed(stream: TcpStream, queue: &queue::Receiver<Arc<EncodedChunk>>, sha
             continue;
         }
         need_keyframe = false;
-        match tokio::time::timeout(stall, write_all_vectored(&mut writer, &chunk.parts())).await {
+        let in_memory = via_memory.as_mut().and_then(|path| match path.prepare(&chunk) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!("{}: shared memory failed ({e}); sending raw frames over TCP", shared.what);
+                None
+            }
+        });
+        if via_memory.as_ref().is_some_and(|p| p.failed) {
+            via_memory = None;
+        }
+        let (parts, len) = match &in_memory {
+            Some(bytes) => ([&bytes[..], &[][..], &[][..]], bytes.len()),
+            None => (chunk.parts(), chunk.len()),
+        };
+        match tokio::time::timeout(stall, write_all_vectored(&mut writer, &parts)).await {
             Ok(Ok(())) => {
                 bump(&shared.counters.chunks_sent);
-                shared.counters.bytes_sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if in_memory.is_some() {
+                    bump(&shared.counters.chunks_shared);
+                }
+                shared.counters.bytes_sent.fetch_add(len as u64, Ordering::Relaxed);
             }
             Ok(Err(e)) => {
                 return match e.kind() {
@@ -803,5 +847,41 @@ async fn feed(stream: TcpStream, queue: &queue::Receiver<Arc<EncodedChunk>>, sha
             }
             Err(_) => return Outcome::Stalled,
         }
+    }
+}
+
+/// One consumer's shared-memory ring and what the consumer knows of it.
+#[derive(Default)]
+struct SharedMemoryPath {
+    ring: Option<ShmRing>,
+    /// Making a ring failed: this consumer gets TCP from now on.
+    failed: bool,
+}
+
+impl SharedMemoryPath {
+    /// For a raw chunk, copies the pixels into a free slot and returns what
+    /// to send instead (a new ring's SHARED_MEMORY chunk first when the
+    /// frame outgrew the old one); `None` to send the chunk inline (not raw,
+    /// or every slot still held by the consumer).
+    fn prepare(&mut self, chunk: &EncodedChunk) -> Result<Option<Vec<u8>>> {
+        let Some((header, pixels)) = chunk.raw() else {
+            return Ok(None);
+        };
+        let fresh = self.ring.as_ref().is_none_or(|r| r.slot_len() < pixels.len());
+        if fresh {
+            let ring = ShmRing::create(pixels.len(), shm::RING_SLOTS).map_err(|e| {
+                self.failed = true;
+                Error::io("creating a shared-memory ring", e)
+            })?;
+            self.ring = Some(ring);
+        }
+        let ring = self.ring.as_mut().expect("made above");
+        let Some(slot) = ring.put(pixels) else {
+            assert!(!fresh, "a new ring has free slots");
+            return Ok(None);
+        };
+        let mut out = if fresh { wire::shared_memory_chunk(ring.offer()) } else { Vec::new() };
+        out.extend(wire::shared_frame_chunk(header, slot)?);
+        Ok(Some(out))
     }
 }

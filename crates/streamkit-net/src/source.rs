@@ -10,6 +10,12 @@
 //! (`next_frame` returns `None`). Refusals that retrying cannot fix — a wrong
 //! token, another wire version, a compression this build cannot decode — are
 //! errors at once.
+//!
+//! Connected over loopback, it asks for raw frames through shared memory
+//! ([`crate::shm`]): the frame it yields is then the producer's ring slot,
+//! mapped, and goes back to the producer when the frame drops. If the ring
+//! cannot be mapped (another user, another PID namespace) it reconnects
+//! without asking.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +29,7 @@ use tokio::net::TcpStream;
 use crate::auth::{random_nonce, Token};
 use crate::codec::FrameDecompressor;
 use crate::options;
+use crate::shm::ShmView;
 use crate::wire::{CloseCode, Compression, Hello, Join, WireDecoder, WireEvent, WireFrame, WireLimits};
 
 /// What to do when the producer goes away mid-stream.
@@ -51,6 +58,8 @@ pub struct NetworkSourceConfig {
     /// Time for one connection attempt and handshake.
     pub handshake_timeout: Duration,
     pub limits: WireLimits,
+    /// Ask a producer on this host for raw frames through shared memory.
+    pub shared_memory: bool,
 }
 
 impl NetworkSourceConfig {
@@ -65,6 +74,7 @@ impl NetworkSourceConfig {
             backoff_max: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
             limits: WireLimits::default(),
+            shared_memory: true,
         }
     }
 
@@ -73,7 +83,7 @@ impl NetworkSourceConfig {
         self
     }
 
-    /// `tcp://HOST:PORT?token=&token_file=&timeout=&reconnect=forever|off|DURATION`
+    /// `tcp://HOST:PORT?token=&token_file=&timeout=&reconnect=forever|off|DURATION&shm=on|off`
     pub fn from_uri(uri: &Uri) -> Result<NetworkSourceConfig> {
         let (host, port) = options::host_port(uri, None)?;
         let mut config = NetworkSourceConfig::new(host, port);
@@ -94,6 +104,9 @@ impl NetworkSourceConfig {
                 })?),
             };
         }
+        if let Some(shm) = o.flag("shm")? {
+            config.shared_memory = shm;
+        }
         o.finish()?;
         Ok(config)
     }
@@ -111,6 +124,8 @@ impl NetworkSourceConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetworkSourceStats {
     pub frames: u64,
+    /// Of those, raw frames received through shared memory.
+    pub shared_frames: u64,
     /// Connections made after the first.
     pub reconnects: u64,
     pub bytes: u64,
@@ -129,6 +144,8 @@ struct Connection {
     detached: Option<std::net::TcpStream>,
     decoder: WireDecoder,
     hello: Hello,
+    /// The producer's shared-memory ring, once announced.
+    shm: Option<ShmView>,
 }
 
 /// A failed connection attempt; `permanent` when retrying cannot help.
@@ -200,6 +217,7 @@ async fn open(config: &NetworkSourceConfig) -> Result<Connection, ConnectError> 
             detached: None,
             decoder: WireDecoder::with_limits(what.clone(), config.limits),
             hello: Hello::one_way(Compression::None, None, None),
+            shm: None,
         };
         handshake(&mut conn, config, &what).await?;
         Ok(conn)
@@ -237,8 +255,10 @@ async fn handshake(conn: &mut Connection, config: &NetworkSourceConfig, what: &s
     }
     let nonce = random_nonce();
     let response = config.token.as_ref().map_or([0; 32], |t| t.join_response(&hello.nonce, &nonce));
-    let join = Join { capabilities: Compression::all_bits(), nonce, response };
     let stream = conn.tokio().map_err(|e| transient(Error::io(format!("{what}: using the connection"), e)))?;
+    let local_peer = stream.peer_addr().is_ok_and(|a| a.ip().is_loopback());
+    let shared_memory = config.shared_memory && local_peer && crate::shm::available();
+    let join = Join { capabilities: Compression::all_bits(), nonce, response, shared_memory };
     stream.write_all(&join.encode()).await.map_err(|e| transient(Error::io(format!("{what}: sending JOIN"), e)))?;
     match conn.next_event().await.map_err(classify)? {
         WireEvent::Welcome { proof } => {
@@ -280,6 +300,7 @@ fn event_name(event: &WireEvent) -> &'static str {
         WireEvent::Hello(_) => "a second HELLO",
         WireEvent::Welcome { .. } => "WELCOME",
         WireEvent::Frame(_) => "a FRAME",
+        WireEvent::SharedMemory(_) => "SHARED_MEMORY",
         WireEvent::Error { .. } => "ERROR",
         WireEvent::End => "END",
     }
@@ -510,7 +531,27 @@ impl Source for NetworkSource {
             let read = conn.decoder.position() - before;
             self.stats.lock().unwrap().bytes += read;
             match event {
-                Ok(WireEvent::Frame(chunk)) => {
+                Ok(WireEvent::Frame(mut chunk)) => {
+                    if let Some(slot) = chunk.shared {
+                        let view = self.conn.as_ref().and_then(|c| c.shm.as_ref());
+                        match view.ok_or_else(|| "before any SHARED_MEMORY chunk".to_string()).and_then(|v| v.take(slot.slot, slot.len)) {
+                            Ok(pixels) => {
+                                chunk.payload = pixels;
+                                self.stats.lock().unwrap().shared_frames += 1;
+                            }
+                            Err(why) => {
+                                let e = Error::malformed(
+                                    &self.what,
+                                    chunk.offset,
+                                    format!("a shared-memory frame the producer did not provide: {why}"),
+                                );
+                                self.stats.lock().unwrap().last_error = Some(e.to_string());
+                                self.conn = None;
+                                self.reconnect(e).await?;
+                                continue;
+                            }
+                        }
+                    }
                     let keyframe = chunk.header.keyframe;
                     if self.wait_for_keyframe && !keyframe {
                         self.stats.lock().unwrap().skipped_waiting_for_keyframe += 1;
@@ -535,6 +576,20 @@ impl Source for NetworkSource {
                         }
                     }
                 }
+                Ok(WireEvent::SharedMemory(offer)) => match ShmView::open(&offer) {
+                    Ok(view) => {
+                        let conn = self.conn.as_mut().expect("the event came from it");
+                        conn.shm = Some(view);
+                    }
+                    Err(why) => {
+                        // Typically another user or PID namespace: plain TCP still works.
+                        self.config.shared_memory = false;
+                        let e = Error::invalid(format!("{}: cannot map the producer's shared memory: {why}", self.what));
+                        self.stats.lock().unwrap().last_error = Some(e.to_string());
+                        self.conn = None;
+                        self.reconnect(e).await?;
+                    }
+                },
                 Ok(WireEvent::End) => {
                     self.ended = true;
                     self.conn = None;

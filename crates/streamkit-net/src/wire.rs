@@ -100,6 +100,12 @@ const HELLO_FLAG_HANDSHAKE: u16 = 2;
 const FRAME_FLAG_KEYFRAME: u8 = 1;
 const FRAME_FLAG_PTP: u8 = 2;
 const FRAME_FLAG_SYNC_SOURCE: u8 = 4;
+const FRAME_FLAG_SHARED: u8 = 8;
+const JOIN_FLAG_SHARED_MEMORY: u16 = 1;
+/// Bytes in a SHARED_MEMORY chunk's header.
+pub const SHARED_MEMORY_HEADER_LEN: usize = 48;
+/// Bytes in the payload of a FRAME whose pixels wait in shared memory: slot, length.
+pub const SHARED_SLOT_LEN: usize = 8;
 
 /// How a frame's pixels travel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -319,6 +325,9 @@ pub struct Join {
     pub nonce: [u8; NONCE_LEN],
     /// HMAC-SHA256 over the producer's nonce (zeros without a token); see [`crate::auth`].
     pub response: [u8; NONCE_LEN],
+    /// The consumer is on the producer's host and can map its shared memory
+    /// (see [`crate::shm`]); the producer may then send raw frames that way.
+    pub shared_memory: bool,
 }
 
 impl Join {
@@ -326,6 +335,8 @@ impl Join {
         let mut out = [0u8; JOIN_LEN];
         out[..8].copy_from_slice(&JOIN_MAGIC);
         out[8..10].copy_from_slice(&VERSION.to_be_bytes());
+        let flags = if self.shared_memory { JOIN_FLAG_SHARED_MEMORY } else { 0 };
+        out[10..12].copy_from_slice(&flags.to_be_bytes());
         out[12..16].copy_from_slice(&self.capabilities.to_be_bytes());
         out[16..48].copy_from_slice(&self.nonce);
         out[48..80].copy_from_slice(&self.response);
@@ -343,14 +354,19 @@ impl Join {
         }
         check_crc(&data[..80], &data[80..84], "join", 80)?;
         let flags = be16(&data[10..]);
-        if flags != 0 {
+        if flags & !JOIN_FLAG_SHARED_MEMORY != 0 {
             return Err(WireError::new(10, ErrorKind::Invalid(format!("unknown join flags {flags:#06x}"))));
         }
         let mut nonce = [0; NONCE_LEN];
         nonce.copy_from_slice(&data[16..48]);
         let mut response = [0; NONCE_LEN];
         response.copy_from_slice(&data[48..80]);
-        Ok(Some(Join { capabilities: be32(&data[12..]), nonce, response }))
+        Ok(Some(Join {
+            capabilities: be32(&data[12..]),
+            nonce,
+            response,
+            shared_memory: flags & JOIN_FLAG_SHARED_MEMORY != 0,
+        }))
     }
 }
 
@@ -445,9 +461,34 @@ impl FrameHeader {
 #[derive(Clone, Debug)]
 pub struct WireFrame {
     pub header: FrameHeader,
+    /// Empty when the pixels wait in shared memory (`shared`).
     pub payload: Buffer,
+    /// Where a raw frame's pixels wait in the producer's shared memory, if
+    /// they did not travel in the chunk (see [`crate::shm`]).
+    pub shared: Option<SharedSlot>,
     /// Stream offset of the chunk's first byte.
     pub offset: u64,
+}
+
+/// A raw frame's pixels in slot `slot` of the connection's shared-memory ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedSlot {
+    pub slot: u32,
+    /// Always the frame's packed size.
+    pub len: u32,
+}
+
+/// The producer's shared-memory ring for this connection: the consumer opens
+/// `/proc/{pid}/fd/{fd}` and checks the ring's id (see [`crate::shm`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedMemoryOffer {
+    pub pid: u32,
+    pub fd: u32,
+    pub slots: u32,
+    /// Bytes per slot (a multiple of 4096).
+    pub slot_len: u32,
+    /// Random; also written at the start of the ring.
+    pub id: [u8; NONCE_LEN],
 }
 
 /// What the decoder produces.
@@ -460,6 +501,8 @@ pub enum WireEvent {
         proof: [u8; NONCE_LEN],
     },
     Frame(WireFrame),
+    /// Raw frames may from now on wait in this shared-memory ring (same host only).
+    SharedMemory(SharedMemoryOffer),
     /// The producer is closing the connection, and why.
     Error {
         code: CloseCode,
@@ -585,8 +628,28 @@ pub fn sniff(prefix: &[u8]) -> Sniffed {
 /// The prefix, header and header CRC of a FRAME chunk whose payload is
 /// `payload_len` bytes; the payload and its CRC follow on the wire.
 pub fn frame_chunk_head(header: &FrameHeader, payload_len: usize) -> Result<Vec<u8>> {
+    frame_head(header, payload_len, 0)
+}
+
+/// A whole FRAME chunk for a raw frame whose pixels the sender put in
+/// `slot` of the connection's shared-memory ring.
+pub fn shared_frame_chunk(header: &FrameHeader, slot: u32) -> Result<Vec<u8>> {
+    if header.compression != Compression::None {
+        return Err(Error::invalid(format!("a {} frame cannot travel in shared memory", header.compression)));
+    }
+    let mut payload = [0u8; SHARED_SLOT_LEN];
+    payload[..4].copy_from_slice(&slot.to_be_bytes());
+    payload[4..].copy_from_slice(&(header.raw_len() as u32).to_be_bytes());
+    let mut out = frame_head(header, SHARED_SLOT_LEN, FRAME_FLAG_SHARED)?;
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+    Ok(out)
+}
+
+fn frame_head(header: &FrameHeader, payload_len: usize, extra_flags: u8) -> Result<Vec<u8>> {
     check_size(header.format, header.width, header.height)?;
-    if header.compression == Compression::None && payload_len != header.raw_len() {
+    let shared = extra_flags & FRAME_FLAG_SHARED != 0;
+    if header.compression == Compression::None && !shared && payload_len != header.raw_len() {
         return Err(Error::invalid(format!(
             "a raw {} {}x{} frame has {} bytes, not {payload_len}",
             header.format,
@@ -617,7 +680,8 @@ pub fn frame_chunk_head(header: &FrameHeader, payload_len: usize) -> Result<Vec<
     let mut out = Vec::with_capacity(CHUNK_PREFIX_LEN + FRAME_FIXED_LEN + 64 + CRC_LEN);
     let flags = if header.keyframe { FRAME_FLAG_KEYFRAME } else { 0 }
         | if t.ptp_time_ns.is_some() { FRAME_FLAG_PTP } else { 0 }
-        | if t.sync_source.is_some() { FRAME_FLAG_SYNC_SOURCE } else { 0 };
+        | if t.sync_source.is_some() { FRAME_FLAG_SYNC_SOURCE } else { 0 }
+        | extra_flags;
     push_prefix(&mut out, ChunkKind::Frame, flags, payload_len as u32);
     out.extend_from_slice(&t.frame_number.to_be_bytes());
     out.extend_from_slice(&t.pts.to_be_bytes());
@@ -658,6 +722,16 @@ pub fn encode_frame_chunk(header: &FrameHeader, payload: &[u8]) -> Result<Vec<u8
 /// The END chunk.
 pub fn end_chunk() -> Vec<u8> {
     control_chunk(ChunkKind::End, &[])
+}
+
+/// The SHARED_MEMORY chunk announcing a connection's ring.
+pub fn shared_memory_chunk(offer: &SharedMemoryOffer) -> Vec<u8> {
+    let mut header = Vec::with_capacity(SHARED_MEMORY_HEADER_LEN);
+    for field in [offer.pid, offer.fd, offer.slots, offer.slot_len] {
+        header.extend_from_slice(&field.to_be_bytes());
+    }
+    header.extend_from_slice(&offer.id);
+    control_chunk(ChunkKind::SharedMemory, &header)
 }
 
 /// The WELCOME chunk with the producer's proof.
@@ -727,11 +801,14 @@ enum ChunkKind {
     End = 2,
     Welcome = 3,
     Error = 4,
+    SharedMemory = 5,
 }
 
 impl ChunkKind {
     fn from_byte(b: u8) -> Option<ChunkKind> {
-        [ChunkKind::Frame, ChunkKind::End, ChunkKind::Welcome, ChunkKind::Error].into_iter().find(|k| *k as u8 == b)
+        [ChunkKind::Frame, ChunkKind::End, ChunkKind::Welcome, ChunkKind::Error, ChunkKind::SharedMemory]
+            .into_iter()
+            .find(|k| *k as u8 == b)
     }
 }
 
@@ -745,6 +822,8 @@ enum State {
 
 struct PendingFrame {
     header: FrameHeader,
+    /// The payload is a [`SharedSlot`], not pixels.
+    shared: bool,
     chunk_offset: u64,
     buffer: Buffer,
     filled: usize,
@@ -1007,11 +1086,13 @@ impl WireDecoder {
                     ));
                 }
                 self.consume(CRC_LEN);
-                self.events.push_back(WireEvent::Frame(WireFrame {
-                    header: p.header,
-                    payload: p.buffer,
-                    offset: p.chunk_offset,
-                }));
+                let frame = if p.shared {
+                    let slot = shared_slot(&p.header, p.buffer.as_slice()).map_err(|e| e.at(p.chunk_offset))?;
+                    WireFrame { header: p.header, payload: Buffer::zeroed(0), shared: Some(slot), offset: p.chunk_offset }
+                } else {
+                    WireFrame { header: p.header, payload: p.buffer, shared: None, offset: p.chunk_offset }
+                };
+                self.events.push_back(WireEvent::Frame(frame));
                 Ok(true)
             }
         }
@@ -1069,7 +1150,7 @@ impl WireDecoder {
             ));
         }
         if kind == ChunkKind::Frame {
-            let known = FRAME_FLAG_KEYFRAME | FRAME_FLAG_PTP | FRAME_FLAG_SYNC_SOURCE;
+            let known = FRAME_FLAG_KEYFRAME | FRAME_FLAG_PTP | FRAME_FLAG_SYNC_SOURCE | FRAME_FLAG_SHARED;
             if flags & !known != 0 {
                 return Err(WireError::invalid(at + 5, format!("unknown frame flags {flags:#04x}")));
             }
@@ -1082,11 +1163,18 @@ impl WireDecoder {
         let event = match kind {
             ChunkKind::Frame => {
                 let frame = parse_frame_header(header, flags).map_err(|e| e.at(header_at))?;
-                check_payload_len(&frame, payload_len).map_err(|e| e.at(at))?;
-                let buffer = self.payload_buffer(&frame, payload_len as usize);
+                let shared = flags & FRAME_FLAG_SHARED != 0;
+                let buffer = if shared {
+                    check_shared_payload_len(&frame, payload_len).map_err(|e| e.at(at))?;
+                    Buffer::zeroed(SHARED_SLOT_LEN)
+                } else {
+                    check_payload_len(&frame, payload_len).map_err(|e| e.at(at))?;
+                    self.payload_buffer(&frame, payload_len as usize)
+                };
                 self.consume(head_len + CRC_LEN);
                 self.state = State::Payload(Box::new(PendingFrame {
                     header: frame,
+                    shared,
                     chunk_offset: at,
                     buffer,
                     filled: 0,
@@ -1117,6 +1205,7 @@ impl WireDecoder {
                 let reason = String::from_utf8_lossy(&header[2..]).into_owned();
                 WireEvent::Error { code, reason }
             }
+            ChunkKind::SharedMemory => WireEvent::SharedMemory(parse_shared_memory(header).map_err(|e| e.at(header_at))?),
         };
         // The empty payload's CRC is 0.
         let stated = be32(&data[head_len + CRC_LEN..]);
@@ -1162,6 +1251,60 @@ fn check_payload_len(frame: &FrameHeader, payload_len: u32) -> Result<(), WireEr
         }
         _ => Ok(()),
     }
+}
+
+fn check_shared_payload_len(frame: &FrameHeader, payload_len: u32) -> Result<(), WireError> {
+    if frame.compression != Compression::None {
+        return Err(WireError::invalid(5, format!("a {} frame cannot travel in shared memory", frame.compression)));
+    }
+    if payload_len as usize != SHARED_SLOT_LEN {
+        return Err(WireError::invalid(
+            12,
+            format!("a shared-memory frame's payload is {SHARED_SLOT_LEN} bytes (slot, length), not {payload_len}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The slot reference in a shared-memory FRAME's payload; offsets relative to the chunk.
+fn shared_slot(header: &FrameHeader, payload: &[u8]) -> Result<SharedSlot, WireError> {
+    let (slot, len) = (be32(payload), be32(&payload[4..]));
+    if len as usize != header.raw_len() {
+        return Err(WireError::invalid(
+            0,
+            format!(
+                "a raw {} {}x{} frame has {} bytes, but its shared-memory slot says {len}",
+                header.format,
+                header.width,
+                header.height,
+                header.raw_len()
+            ),
+        ));
+    }
+    Ok(SharedSlot { slot, len })
+}
+
+/// Reads a SHARED_MEMORY header; offsets relative to its start.
+fn parse_shared_memory(data: &[u8]) -> Result<SharedMemoryOffer, WireError> {
+    if data.len() != SHARED_MEMORY_HEADER_LEN {
+        return Err(WireError::invalid(
+            0,
+            format!("a SHARED_MEMORY header has {} bytes, not {SHARED_MEMORY_HEADER_LEN}", data.len()),
+        ));
+    }
+    let (pid, fd, slots, slot_len) = (be32(data), be32(&data[4..]), be32(&data[8..]), be32(&data[12..]));
+    if !(1..=crate::shm::MAX_SLOTS).contains(&slots) {
+        return Err(WireError::invalid(8, format!("a shared-memory ring of {slots} slots (1..={})", crate::shm::MAX_SLOTS)));
+    }
+    if slot_len == 0 || slot_len % 4096 != 0 || slot_len > HARD_MAX_PAYLOAD.next_multiple_of(4096) {
+        return Err(WireError::invalid(
+            12,
+            format!("a shared-memory slot of {slot_len} bytes (a multiple of 4096, at most {HARD_MAX_PAYLOAD})"),
+        ));
+    }
+    let mut id = [0; NONCE_LEN];
+    id.copy_from_slice(&data[16..]);
+    Ok(SharedMemoryOffer { pid, fd, slots, slot_len, id })
 }
 
 /// Reads a FRAME header body; offsets in errors are relative to its start.

@@ -303,7 +303,7 @@ fn refusal(events: &[WireEvent]) -> (CloseCode, String) {
 }
 
 fn join_bytes() -> Vec<u8> {
-    Join { capabilities: Compression::all_bits(), nonce: [3; 32], response: [0; 32] }.encode().to_vec()
+    Join { capabilities: Compression::all_bits(), nonce: [3; 32], response: [0; 32], shared_memory: false }.encode().to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,7 +372,7 @@ async fn hostile_consumers_get_precise_refusals_and_never_disturb_the_others() {
     still_receiving("garbage").await;
 
     // A consumer that cannot decode the stream.
-    let join = Join { capabilities: Compression::H264.bit(), nonce: [3; 32], response: [0; 32] }.encode();
+    let join = Join { capabilities: Compression::H264.bit(), nonce: [3; 32], response: [0; 32], shared_memory: false }.encode();
     let (code, reason) = refusal(&raw_consumer(addr, join.to_vec(), None).await.0);
     assert_eq!(
         (code, reason.as_str()),

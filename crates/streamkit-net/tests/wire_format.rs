@@ -201,7 +201,7 @@ fn wrong_version_is_named_for_both_peers() {
     assert!(matches!(core, Error::Unsupported(_)));
     assert_eq!(core.to_string(), "unsupported: wire tcp://peer:9000: unsupported wire version 2 (this build speaks 1)");
 
-    let mut join = Join { capabilities: 7, nonce: [1; 32], response: [2; 32] }.encode();
+    let mut join = Join { capabilities: 7, nonce: [1; 32], response: [2; 32], shared_memory: false }.encode();
     assert_eq!(Join::parse(&join).unwrap().unwrap().capabilities, 7);
     join[8..10].copy_from_slice(&0u16.to_be_bytes());
     let e = Join::parse(&join[..12]).unwrap_err();
