@@ -183,7 +183,8 @@ impl ShmRing {
     pub fn put(&mut self, data: &[u8]) -> Option<u32> {
         assert!(data.len() <= self.slot_len(), "{} bytes do not fit a {}-byte slot", data.len(), self.slot_len());
         let slots = self.offer.slots;
-        let slot = (0..slots).map(|i| (self.next + i) % slots).find(|&s| self.map.state(s).load(Ordering::Acquire) == FREE)?;
+        let slot =
+            (0..slots).map(|i| (self.next + i) % slots).find(|&s| self.map.state(s).load(Ordering::Acquire) == FREE)?;
         let at = PAGE + slot as usize * self.slot_len();
         // SAFETY: a free slot inside the mapping: the consumer does not read it
         // until it is marked filled below and named in a FRAME chunk.

@@ -534,7 +534,10 @@ impl Source for NetworkSource {
                 Ok(WireEvent::Frame(mut chunk)) => {
                     if let Some(slot) = chunk.shared {
                         let view = self.conn.as_ref().and_then(|c| c.shm.as_ref());
-                        match view.ok_or_else(|| "before any SHARED_MEMORY chunk".to_string()).and_then(|v| v.take(slot.slot, slot.len)) {
+                        match view
+                            .ok_or_else(|| "before any SHARED_MEMORY chunk".to_string())
+                            .and_then(|v| v.take(slot.slot, slot.len))
+                        {
                             Ok(pixels) => {
                                 chunk.payload = pixels;
                                 self.stats.lock().unwrap().shared_frames += 1;
@@ -584,7 +587,8 @@ impl Source for NetworkSource {
                     Err(why) => {
                         // Typically another user or PID namespace: plain TCP still works.
                         self.config.shared_memory = false;
-                        let e = Error::invalid(format!("{}: cannot map the producer's shared memory: {why}", self.what));
+                        let e =
+                            Error::invalid(format!("{}: cannot map the producer's shared memory: {why}", self.what));
                         self.stats.lock().unwrap().last_error = Some(e.to_string());
                         self.conn = None;
                         self.reconnect(e).await?;

@@ -1088,7 +1088,12 @@ impl WireDecoder {
                 self.consume(CRC_LEN);
                 let frame = if p.shared {
                     let slot = shared_slot(&p.header, p.buffer.as_slice()).map_err(|e| e.at(p.chunk_offset))?;
-                    WireFrame { header: p.header, payload: Buffer::zeroed(0), shared: Some(slot), offset: p.chunk_offset }
+                    WireFrame {
+                        header: p.header,
+                        payload: Buffer::zeroed(0),
+                        shared: Some(slot),
+                        offset: p.chunk_offset,
+                    }
                 } else {
                     WireFrame { header: p.header, payload: p.buffer, shared: None, offset: p.chunk_offset }
                 };
@@ -1205,7 +1210,9 @@ impl WireDecoder {
                 let reason = String::from_utf8_lossy(&header[2..]).into_owned();
                 WireEvent::Error { code, reason }
             }
-            ChunkKind::SharedMemory => WireEvent::SharedMemory(parse_shared_memory(header).map_err(|e| e.at(header_at))?),
+            ChunkKind::SharedMemory => {
+                WireEvent::SharedMemory(parse_shared_memory(header).map_err(|e| e.at(header_at))?)
+            }
         };
         // The empty payload's CRC is 0.
         let stated = be32(&data[head_len + CRC_LEN..]);
@@ -1294,7 +1301,10 @@ fn parse_shared_memory(data: &[u8]) -> Result<SharedMemoryOffer, WireError> {
     }
     let (pid, fd, slots, slot_len) = (be32(data), be32(&data[4..]), be32(&data[8..]), be32(&data[12..]));
     if !(1..=crate::shm::MAX_SLOTS).contains(&slots) {
-        return Err(WireError::invalid(8, format!("a shared-memory ring of {slots} slots (1..={})", crate::shm::MAX_SLOTS)));
+        return Err(WireError::invalid(
+            8,
+            format!("a shared-memory ring of {slots} slots (1..={})", crate::shm::MAX_SLOTS),
+        ));
     }
     if slot_len == 0 || slot_len % 4096 != 0 || slot_len > HARD_MAX_PAYLOAD.next_multiple_of(4096) {
         return Err(WireError::invalid(

@@ -303,7 +303,9 @@ fn refusal(events: &[WireEvent]) -> (CloseCode, String) {
 }
 
 fn join_bytes() -> Vec<u8> {
-    Join { capabilities: Compression::all_bits(), nonce: [3; 32], response: [0; 32], shared_memory: false }.encode().to_vec()
+    Join { capabilities: Compression::all_bits(), nonce: [3; 32], response: [0; 32], shared_memory: false }
+        .encode()
+        .to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,7 +374,8 @@ async fn hostile_consumers_get_precise_refusals_and_never_disturb_the_others() {
     still_receiving("garbage").await;
 
     // A consumer that cannot decode the stream.
-    let join = Join { capabilities: Compression::H264.bit(), nonce: [3; 32], response: [0; 32], shared_memory: false }.encode();
+    let join = Join { capabilities: Compression::H264.bit(), nonce: [3; 32], response: [0; 32], shared_memory: false }
+        .encode();
     let (code, reason) = refusal(&raw_consumer(addr, join.to_vec(), None).await.0);
     assert_eq!(
         (code, reason.as_str()),
@@ -721,4 +724,175 @@ async fn an_h264_consumer_that_falls_behind_skips_to_a_fresh_keyframe_and_never_
     assert!(numbers.windows(2).any(|w| w[1] > w[0] + 1), "frames were skipped: {numbers:?}");
     assert!(numbers.last().is_some_and(|n| *n >= 200), "it kept receiving to the end: {numbers:?}");
     assert!(numbers.windows(2).all(|w| w[0] < w[1]));
+}
+
+// ---------------------------------------------------------------------------
+// Same-host consumers: raw frames through shared memory
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_frames_to_a_local_consumer_go_through_shared_memory_intact() {
+    let mut sink = NetworkSink::bind(sink_config(Compression::None, QueuePolicy::Block)).unwrap();
+    let stats = sink.stats_handle();
+    let mut source = NetworkSource::connect(source_config(sink.local_addr())).await.unwrap();
+    stats.wait_for_consumers(1).await;
+    // Formats alternate and the size grows once: the producer offers a bigger ring.
+    let shapes =
+        [(PixelFormat::I420, 320, 240), (PixelFormat::Rgba8Premul, 320, 240), (PixelFormat::Rgba8Premul, 640, 360)];
+    let mut sent_frames = 0u64;
+    for n in 0..12 {
+        let (format, w, h) = shapes[(n as usize / 2).min(2)];
+        let sent = test_frame(format, w, h, n);
+        sink.write(&sent).await.unwrap();
+        sent_frames += 1;
+        let got = next_within(&mut source, 10 * SECOND, "shared-memory round trip").await.unwrap();
+        assert_same_timing_and_metadata(&sent, &got);
+        assert_eq!((got.format(), got.size()), (format, (w, h)));
+        assert_eq!(got.data(), sent.data(), "frame {n} is lossless");
+    }
+    let received = source.stats();
+    assert_eq!(received.shared_frames, sent_frames, "{received:?}");
+    assert!(received.bytes < sent_frames * 1024, "only chunk headers crossed the socket: {received:?}");
+    let sent = stats.snapshot();
+    assert_eq!(sent.chunks_shared, sent_frames, "{sent:?}");
+    sink.close().await.unwrap();
+    assert!(next_within(&mut source, 5 * SECOND, "end").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shm_off_on_either_side_sends_every_byte_over_tcp() {
+    for (producer_shm, consumer_shm) in [(false, true), (true, false)] {
+        let mut config = sink_config(Compression::None, QueuePolicy::Block);
+        config.shared_memory = producer_shm;
+        let mut sink = NetworkSink::bind(config).unwrap();
+        let stats = sink.stats_handle();
+        let mut source = NetworkSource::connect(NetworkSourceConfig {
+            shared_memory: consumer_shm,
+            ..source_config(sink.local_addr())
+        })
+        .await
+        .unwrap();
+        stats.wait_for_consumers(1).await;
+        for n in 0..3 {
+            let sent = test_frame(PixelFormat::I420, 320, 240, n);
+            sink.write(&sent).await.unwrap();
+            let got = next_within(&mut source, 10 * SECOND, "tcp round trip").await.unwrap();
+            assert_eq!(got.data(), sent.data());
+        }
+        assert_eq!(source.stats().shared_frames, 0, "producer {producer_shm}, consumer {consumer_shm}");
+        assert_eq!(stats.snapshot().chunks_shared, 0);
+        assert!(source.stats().bytes > 3 * 320 * 240 * 3 / 2, "the pixels crossed the socket");
+    }
+    let uri = streamkit_core::uri::Uri::parse("tcp://127.0.0.1:9000?shm=off").unwrap();
+    assert!(!NetworkSinkConfig::from_uri(&uri).unwrap().shared_memory);
+    assert!(!NetworkSourceConfig::from_uri(&uri).unwrap().shared_memory);
+    let bad = streamkit_core::uri::Uri::parse("tcp://127.0.0.1:9000?shm=maybe").unwrap();
+    assert!(NetworkSourceConfig::from_uri(&bad).unwrap_err().to_string().contains("option 'shm=maybe' is not valid"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_keeps_frames_gets_the_rest_inline_and_its_slots_come_back() {
+    let slots = streamkit_net::shm::RING_SLOTS as u64;
+    let mut sink = NetworkSink::bind(sink_config(Compression::None, QueuePolicy::Block)).unwrap();
+    let stats = sink.stats_handle();
+    let mut source = NetworkSource::connect(source_config(sink.local_addr())).await.unwrap();
+    stats.wait_for_consumers(1).await;
+    let mut kept = Vec::new();
+    for n in 0..slots + 3 {
+        let sent = test_frame(PixelFormat::Rgba8Premul, 160, 120, n);
+        sink.write(&sent).await.unwrap();
+        let got = next_within(&mut source, 10 * SECOND, "kept frame").await.unwrap();
+        assert_eq!(got.data(), sent.data(), "frame {n}");
+        kept.push((sent, got));
+    }
+    assert_eq!(source.stats().shared_frames, slots, "every slot held: the rest came inline");
+    for (sent, got) in &kept {
+        assert_eq!(got.data(), sent.data(), "a held slot is never overwritten (frame {})", sent.timing.frame_number);
+    }
+    kept.clear();
+    for n in 0..slots {
+        let sent = test_frame(PixelFormat::Rgba8Premul, 160, 120, 100 + n);
+        sink.write(&sent).await.unwrap();
+        let got = next_within(&mut source, 10 * SECOND, "after release").await.unwrap();
+        assert_eq!(got.data(), sent.data());
+    }
+    assert_eq!(source.stats().shared_frames, 2 * slots, "dropped frames gave their slots back");
+}
+
+/// A producer that serves two connections: the first offers `offer`, then
+/// sends `first`; the second gets a plain raw frame and END. Returns the
+/// JOINs' shared-memory flags.
+async fn shm_faking_producer(
+    offer: wire::SharedMemoryOffer,
+    first: Vec<u8>,
+    frame: Frame,
+) -> (SocketAddr, tokio::task::JoinHandle<Vec<bool>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut flags = Vec::new();
+        for connection in 0..2 {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let hello = Hello { handshake: true, ..Hello::one_way(Compression::None, None, None) };
+            stream.write_all(&hello.encode()).await.unwrap();
+            let mut join = [0u8; JOIN_LEN];
+            stream.read_exact(&mut join).await.unwrap();
+            let join = Join::parse(&join).unwrap().unwrap();
+            flags.push(join.shared_memory);
+            stream.write_all(&wire::welcome_chunk(&[0; 32])).await.unwrap();
+            if connection == 0 {
+                stream.write_all(&wire::shared_memory_chunk(&offer)).await.unwrap();
+                stream.write_all(&first).await.unwrap();
+                let _ = stream.read(&mut [0u8; 1]).await; // until the consumer hangs up
+            } else {
+                stream
+                    .write_all(&wire::encode_frame_chunk(&wire::FrameHeader::raw(&frame), frame.data()).unwrap())
+                    .await
+                    .unwrap();
+                stream.write_all(&wire::end_chunk()).await.unwrap();
+            }
+        }
+        flags
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_the_consumer_cannot_map_makes_it_reconnect_over_plain_tcp() {
+    let frame = test_frame(PixelFormat::Gray8, 16, 8, 0);
+    // Another process's (or namespace's) descriptor: nothing to open here.
+    let offer = wire::SharedMemoryOffer { pid: std::process::id(), fd: 999_999, slots: 2, slot_len: 4096, id: [5; 32] };
+    let first = wire::shared_frame_chunk(&wire::FrameHeader::raw(&frame), 0).unwrap();
+    let (addr, producer) = shm_faking_producer(offer, first, frame.clone()).await;
+    let mut source = NetworkSource::connect(source_config(addr)).await.unwrap();
+    let got = next_within(&mut source, 10 * SECOND, "after the fallback").await.unwrap();
+    assert_eq!(got.data(), frame.data());
+    let stats = source.stats();
+    assert_eq!((stats.reconnects, stats.shared_frames), (1, 0), "{stats:?}");
+    let why = stats.last_error.unwrap();
+    assert!(
+        why.contains("cannot map the producer's shared memory: opening the producer's shared memory /proc/"),
+        "{why}"
+    );
+    assert_eq!(producer.await.unwrap(), [true, false], "asked for shared memory once, then not again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_frames_the_producer_did_not_provide_are_protocol_errors() {
+    let no_retry = |addr| NetworkSourceConfig { reconnect: Reconnect::Off, ..source_config(addr) };
+    let frame = test_frame(PixelFormat::Gray8, 16, 8, 0);
+    let chunk = wire::shared_frame_chunk(&wire::FrameHeader::raw(&frame), 0).unwrap();
+
+    // A slot reference before any ring was offered.
+    let mut source = NetworkSource::connect(no_retry(fake_producer(chunk.clone()).await)).await.unwrap();
+    let e = source.next_frame().await.unwrap_err().to_string();
+    assert!(e.contains("a shared-memory frame the producer did not provide: before any SHARED_MEMORY chunk"), "{e}");
+
+    // A real ring, but the named slot was never filled.
+    let ring = streamkit_net::shm::ShmRing::create(frame.data().len(), 2).unwrap();
+    let mut after = wire::shared_memory_chunk(ring.offer());
+    after.extend(&chunk);
+    let mut source = NetworkSource::connect(no_retry(fake_producer(after).await)).await.unwrap();
+    let e = source.next_frame().await.unwrap_err().to_string();
+    assert!(e.contains("a shared-memory frame the producer did not provide: slot 0 is not filled (state 0)"), "{e}");
+    drop(ring);
 }

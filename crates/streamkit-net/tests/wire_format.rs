@@ -470,6 +470,7 @@ fn corpus() -> Vec<Vec<u8>> {
         stream_of(&[frame(PixelFormat::Rgba8Premul, 6, 3, 2)]),
         [hello(), wire::welcome_chunk(&[1; 32]), wire::error_chunk(wire::CloseCode::Timeout, "slow")].concat(),
         jpeg_like,
+        shared_stream(),
     ]
 }
 
@@ -544,4 +545,89 @@ fn mutated_streams_never_panic_stay_bounded_and_finish_fast() {
     eprintln!("{cases} mutated inputs decoded in {elapsed:?}");
     assert!(cases > 10_000, "{cases} cases");
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+fn offer() -> wire::SharedMemoryOffer {
+    wire::SharedMemoryOffer { pid: 4242, fd: 17, slots: 4, slot_len: 8192, id: [9; 32] }
+}
+
+/// HELLO, a ring, a raw frame whose pixels wait in slot 3, END.
+fn shared_stream() -> Vec<u8> {
+    let f = frame(PixelFormat::I420, 8, 4, 5);
+    let mut bytes = hello();
+    bytes.extend(wire::shared_memory_chunk(&offer()));
+    bytes.extend(wire::shared_frame_chunk(&FrameHeader::raw(&f), 3).unwrap());
+    bytes.extend(wire::end_chunk());
+    bytes
+}
+
+#[test]
+fn shared_memory_chunks_and_slot_references_round_trip() {
+    for step in [1, 7, usize::MAX] {
+        let (events, end) = decode(&shared_stream(), step);
+        assert_eq!(end, Ok(true));
+        assert!(matches!(&events[1], WireEvent::SharedMemory(o) if *o == offer()), "{events:?}");
+        let WireEvent::Frame(f) = &events[2] else { panic!("{events:?}") };
+        assert_eq!(f.shared, Some(wire::SharedSlot { slot: 3, len: 48 }));
+        assert!(f.payload.is_empty(), "the pixels are not in the chunk");
+        assert_eq!(f.header, FrameHeader::raw(&frame(PixelFormat::I420, 8, 4, 5)));
+    }
+    let join = Join { capabilities: 7, nonce: [1; 32], response: [2; 32], shared_memory: true };
+    assert_eq!(Join::parse(&join.encode()).unwrap(), Some(join));
+}
+
+#[test]
+fn malformed_shared_memory_chunks_get_precise_errors() {
+    let at = HELLO_LEN as u64; // where the chunk after HELLO starts
+    let prefix = CHUNK_PREFIX_LEN as u64;
+    let with = |chunk: Vec<u8>| [hello(), chunk].concat();
+    let mut header = wire::shared_memory_chunk(&offer())[CHUNK_PREFIX_LEN..CHUNK_PREFIX_LEN + 48].to_vec();
+
+    header[8..12].copy_from_slice(&65u32.to_be_bytes());
+    let e = only_error(&with(chunk(5, 0, &header, 0, &[])));
+    assert_eq!(
+        e.to_string(),
+        format!("malformed input at byte {}: a shared-memory ring of 65 slots (1..=64)", at + prefix + 8)
+    );
+
+    header[8..12].copy_from_slice(&4u32.to_be_bytes());
+    header[12..16].copy_from_slice(&1000u32.to_be_bytes());
+    let e = only_error(&with(chunk(5, 0, &header, 0, &[])));
+    assert!(e.to_string().contains("a shared-memory slot of 1000 bytes (a multiple of 4096"), "{e}");
+
+    let e = only_error(&with(chunk(5, 0, &header[..40], 0, &[])));
+    assert!(e.to_string().ends_with("a SHARED_MEMORY header has 40 bytes, not 48"), "{e}");
+
+    // A slot reference whose length disagrees with the frame's size.
+    let f = frame(PixelFormat::Gray8, 4, 2, 0);
+    let (flags, head) = frame_header(&f);
+    let mut payload = 3u32.to_be_bytes().to_vec();
+    payload.extend(9u32.to_be_bytes());
+    let e = only_error(&with(chunk(1, flags | 8, &head, 8, &payload)));
+    assert!(
+        e.to_string()
+            .contains(&format!("byte {at}: a raw gray8 4x2 frame has 8 bytes, but its shared-memory slot says 9")),
+        "{e}"
+    );
+
+    // The slot reference is always 8 bytes.
+    let e = only_error(&with(chunk(1, flags | 8, &head, 9, &[0; 9])));
+    assert!(e.to_string().contains("a shared-memory frame's payload is 8 bytes (slot, length), not 9"), "{e}");
+
+    // Only raw pixels travel in shared memory.
+    let jpeg = FrameHeader { compression: Compression::Jpeg, format: PixelFormat::Rgba8Premul, ..FrameHeader::raw(&f) };
+    assert!(wire::shared_frame_chunk(&jpeg, 0)
+        .unwrap_err()
+        .to_string()
+        .contains("a jpeg frame cannot travel in shared memory"));
+    let jpeg_head = wire::frame_chunk_head(&jpeg, 100).unwrap();
+    let header_len = u32::from_be_bytes(jpeg_head[8..12].try_into().unwrap()) as usize;
+    let e = only_error(&with(chunk(
+        1,
+        jpeg_head[5] | 8,
+        &jpeg_head[CHUNK_PREFIX_LEN..CHUNK_PREFIX_LEN + header_len],
+        8,
+        &[0; 8],
+    )));
+    assert!(e.to_string().contains("a jpeg frame cannot travel in shared memory"), "{e}");
 }

@@ -23,6 +23,11 @@ def _query(**options) -> str:
     return ("?" + "&".join(parts)) if parts else ""
 
 
+def _on_off(value: Optional[bool]) -> Optional[str]:
+    """A boolean option whose default is on: ``_query`` leaves out False."""
+    return None if value is None else ("on" if value else "off")
+
+
 def _check_choice(name: str, value: str, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not supported; use one of {', '.join(map(repr, choices))}")
@@ -111,10 +116,13 @@ class FileSource(URISource):
 class NetworkSource(URISource):
     """Frames from a ``NetworkSink`` on another process or machine (TCP,
     the streamkit wire format; reconnects). ``NetworkSource('host', 8000)``
-    or ``NetworkSource('host:8000')``. Compression is chosen by the sender."""
+    or ``NetworkSource('host:8000')``. Compression is chosen by the sender.
+    From a producer on this machine, raw frames come through shared memory
+    (no socket copies) unless ``shared_memory=False``."""
 
     def __init__(self, host: str, port: Optional[int] = None, protocol: str = "tcp", compression: str = "none",
-                 token: Optional[str] = None, timeout: Optional[str] = None, reconnect: Optional[str] = None):
+                 token: Optional[str] = None, timeout: Optional[str] = None, reconnect: Optional[str] = None,
+                 shared_memory: Optional[bool] = None):
         _check_choice("protocol", protocol, _PROTOCOLS)
         _check_choice("compression", compression, _COMPRESSIONS)
         if port is None:
@@ -124,7 +132,8 @@ class NetworkSource(URISource):
             else:
                 port = int(port_text)
         self.host, self.port = host, port
-        super().__init__(f"tcp://{host}:{port}" + _query(token=token, timeout=timeout, reconnect=reconnect))
+        super().__init__(f"tcp://{host}:{port}" + _query(token=token, timeout=timeout, reconnect=reconnect,
+                                                         shm=_on_off(shared_memory)))
 
 
 #: H.264 encoder presets of FileSink and HLSSink, fastest first.
@@ -175,16 +184,18 @@ class HLSSink(URISink):
 class NetworkSink(URISink):
     """Serves frames over TCP to any number of ``NetworkSource`` consumers.
     Binds 127.0.0.1 unless ``bind_address`` says otherwise (the design's
-    0.0.0.0 exposes the stream to the network: ask for it explicitly)."""
+    0.0.0.0 exposes the stream to the network: ask for it explicitly).
+    Consumers on this machine get raw frames through shared memory unless
+    ``shared_memory=False``."""
 
     def __init__(self, port: int = 8000, protocol: str = "tcp", compression: str = "none",
                  bind_address: str = "127.0.0.1", token: Optional[str] = None, bitrate: Optional[int] = None,
-                 quality: Optional[int] = None, queue: Optional[str] = None):
+                 quality: Optional[int] = None, queue: Optional[str] = None, shared_memory: Optional[bool] = None):
         _check_choice("protocol", protocol, _PROTOCOLS)
         _check_choice("compression", compression, _COMPRESSIONS)
         self.port = port
         super().__init__(f"tcp://{bind_address}:{port}" + _query(compression=compression, token=token, bitrate=bitrate,
-                                                                 quality=quality, queue=queue))
+                                                                 quality=quality, queue=queue, shm=_on_off(shared_memory)))
 
 
 class NullSink(URISink):
