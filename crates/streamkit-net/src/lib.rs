@@ -12,6 +12,8 @@
 //!   once per frame for everyone;
 //! * [`NetworkSource`] — `tcp://HOST:PORT` as an input: connects,
 //!   authenticates, reconnects with backoff, resumes at a keyframe;
+//! * [`shm`] — between processes on one host, raw frames through a shared
+//!   `memfd` ring instead of the socket (the consumer's frame is the slot);
 //! * [`pipe`] — the same format over stdin/stdout and files (`wire:-`,
 //!   `wire:PATH`), reading Y4M too.
 //!
@@ -57,13 +59,13 @@ pub fn register(registry: &mut Registry) {
         .plugin("net", "network transparency: the streamkit wire format over TCP, pipes and files")
         .source(
             "tcp",
-            "frames from a NetworkSink: reconnects, resumes at a keyframe (token=, token_file=, timeout=, reconnect=forever|off|30s)",
+            "frames from a NetworkSink: reconnects, resumes at a keyframe; raw frames from this host come through shared memory (token=, token_file=, timeout=, reconnect=forever|off|30s, shm=on|off)",
             "tcp://127.0.0.1:9000",
             |uri, _| Ok(Box::new(NetworkSource::from_uri(uri)?)),
         )
         .sink(
             "tcp",
-            "serve frames to any number of consumers (compression=none|jpeg|h264, queue=latest-only|drop-oldest|block, token=, bitrate=, quality=, keyframe=, capacity=, max_consumers=, stall=, handshake_timeout=)",
+            "serve frames to any number of consumers (compression=none|jpeg|h264, queue=latest-only|drop-oldest|block, token=, bitrate=, quality=, keyframe=, capacity=, max_consumers=, stall=, handshake_timeout=, shm=on|off: shared memory for consumers on this host)",
             "tcp://127.0.0.1:9000?compression=h264",
             |uri, _| Ok(Box::new(NetworkSink::from_uri(uri)?)),
         )
