@@ -3,7 +3,8 @@
 //! ```sh
 //! cargo run --release -p streamkit-net --example net_bench            # ours, then the GStreamer anchor
 //! cargo run --release -p streamkit-net --example net_bench -- --no-anchor
-//! cargo run --release -p streamkit-net --example net_bench -- --raw-only   # raw throughput alone
+//! cargo run --release -p streamkit-net --example net_bench -- --raw-only     # raw throughput alone
+//! cargo run --release -p streamkit-net --example net_bench -- --raw-latency  # raw 1080p latency rows alone
 //! ```
 //!
 //! * **Throughput**: 1920x1080 RGBA, compression none, as fast as the
@@ -50,6 +51,13 @@ fn main() {
     let mut results = Vec::new();
     let shm = Path::SharedMemory;
     let tcp = Path::Tcp;
+    if args.iter().any(|a| a == "--raw-latency") {
+        for (name, i420, path) in [("raw", false, shm), ("raw", false, tcp), ("raw I420", true, shm), ("raw I420", true, tcp)] {
+            let r = runtime.block_on(run(Compression::None, 300, 30.0, i420, path));
+            println!("{name}, 30 fps, {}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", path.name(), r.p50_ms, r.p99_ms, r.max_ms);
+        }
+        return;
+    }
     results.push(("raw, full speed, shared memory", runtime.block_on(run(Compression::None, 600, 0.0, false, shm))));
     results.push(("raw, full speed, TCP", runtime.block_on(run(Compression::None, 600, 0.0, false, tcp))));
     if args.iter().any(|a| a == "--raw-only") {
@@ -110,6 +118,15 @@ fn main() {
 enum Path {
     SharedMemory,
     Tcp,
+}
+
+impl Path {
+    fn name(self) -> &'static str {
+        match self {
+            Path::SharedMemory => "shared memory",
+            Path::Tcp => "TCP",
+        }
+    }
 }
 
 struct Measured {
@@ -199,9 +216,9 @@ async fn run(mode: Compression, frames: u64, fps: f64, i420: bool, path: Path) -
         max_ms: steady[steady.len() - 1],
     };
     eprintln!(
-        "{} {} @ {}: {} frames, {:.1} fps, wire {:.0} MB/s, latency p50 {:.2} ms p99 {:.2} ms",
+        "{} ({}) @ {}: {} frames, {:.1} fps, wire {:.0} MB/s, latency p50 {:.2} ms p99 {:.2} ms",
         mode,
-        if path == Path::SharedMemory { "(shared memory)" } else { "(TCP)" },
+        path.name(),
         if fps > 0.0 { format!("{fps} fps") } else { "full speed".into() },
         m.frames,
         m.fps,
