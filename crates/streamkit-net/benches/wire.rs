@@ -1,10 +1,14 @@
 //! Wire format throughput for one 1920x1080 RGBA frame (8.3 MB):
 //!
-//! * `encode` — chunk head + CRC32 of the payload (what a sink does per frame;
-//!   the pixels themselves are written from the frame, not copied);
+//! * `encode` — the chunk head (what a sink does once per frame; the pixels
+//!   are written from the frame, not copied, and their CRC32 is computed when
+//!   the first consumer sends the chunk inline);
 //! * `decode` — the payload copied into the decoder's pooled frame buffer in
 //!   64 KiB reads (as a socket read does), CRC32 checked, frame returned;
-//! * `encode+decode` — both.
+//! * `encode+decode` — both, with the payload CRC32;
+//! * `shared_memory` — what a same-host consumer costs instead: the frame
+//!   copied into a ring slot, the slot reference chunk, the consumer taking
+//!   the slot as its frame's memory and dropping it.
 //!
 //! ```sh
 //! cargo bench -p streamkit-net --bench wire
@@ -76,6 +80,16 @@ fn wire(c: &mut Criterion) {
                 received = decompressor.decompress(wf).unwrap();
             }
             black_box(received.expect("one frame"))
+        });
+    });
+    let mut ring = streamkit_net::shm::ShmRing::create(frame.data().len(), 4).unwrap();
+    let view = streamkit_net::shm::ShmView::open(ring.offer()).unwrap();
+    let header = streamkit_net::wire::FrameHeader::raw(&frame);
+    group.bench_function("shared_memory", |b| {
+        b.iter(|| {
+            let slot = ring.put(black_box(frame.data())).expect("a free slot");
+            black_box(streamkit_net::wire::shared_frame_chunk(&header, slot).unwrap());
+            black_box(view.take(slot, bytes as u32).unwrap())
         });
     });
     group.finish();
