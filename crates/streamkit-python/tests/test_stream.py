@@ -194,6 +194,29 @@ def test_network_sink_and_source_over_loopback(out):
     assert y4m_frames(out / "net.y4m") == 10
 
 
+@pytest.mark.parametrize("shared_memory", [None, False])
+def test_raw_frames_between_local_streams_with_and_without_shared_memory(out, shared_memory):
+    port = 19000 + os.getpid() % 1000 + (0 if shared_memory is None else 1)
+    sink = NetworkSink(port, shared_memory=shared_memory)
+    source = NetworkSource("127.0.0.1", port, shared_memory=shared_memory)
+    assert sink.uri.endswith("shm=off") == (shared_memory is False), sink.uri
+    assert source.uri.endswith("shm=off") == (shared_memory is False), source.uri
+
+    async def main():
+        sender = Stream(source=TestSource(160, 120, 30, pattern="smpte"), sink=sink, realtime=True)
+        send_task = asyncio.create_task(sender.run())
+        await asyncio.sleep(0.2)
+        receiver = Stream(source=source, sink=FileSink(out / "raw.y4m"), realtime=False, frames=10)
+        report = await receiver.run()
+        await sender.stop()
+        await send_task
+        return report
+
+    report = run(main())
+    assert report["frames"] == 10 and not report["failures"], report
+    assert y4m_frames(out / "raw.y4m") == 10
+
+
 def test_rtp_and_webrtc_classes_are_engine_uris(out):
     sink = RTPSink("127.0.0.1", 15004 + os.getpid() % 1000, sdp=out / "out.sdp")
     report = run(Stream(source=TestSource(64, 48, 30), sink=sink, realtime=False, frames=5).run())
