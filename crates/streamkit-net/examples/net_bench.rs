@@ -52,9 +52,17 @@ fn main() {
     let shm = Path::SharedMemory;
     let tcp = Path::Tcp;
     if args.iter().any(|a| a == "--raw-latency") {
-        for (name, i420, path) in [("raw", false, shm), ("raw", false, tcp), ("raw I420", true, shm), ("raw I420", true, tcp)] {
+        for (name, i420, path) in
+            [("raw", false, shm), ("raw", false, tcp), ("raw I420", true, shm), ("raw I420", true, tcp)]
+        {
             let r = runtime.block_on(run(Compression::None, 300, 30.0, i420, path));
-            println!("{name}, 30 fps, {}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", path.name(), r.p50_ms, r.p99_ms, r.max_ms);
+            println!(
+                "{name}, 30 fps, {}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                path.name(),
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms
+            );
         }
         return;
     }
