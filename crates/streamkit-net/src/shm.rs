@@ -44,6 +44,8 @@ pub const RING_SLOTS: u32 = 4;
 pub const MAX_SLOTS: u32 = 64;
 
 const PAGE: usize = 4096;
+/// The memfd's name, which `/proc/PID/fd/FD` shows as `/memfd:NAME (deleted)`.
+const MEMFD_NAME: &str = "streamkit-frames";
 const MAGIC: [u8; 8] = *b"SKSHM\0\0\x01";
 const STATE_AT: usize = 64;
 const STATE_STRIDE: usize = 64;
@@ -137,7 +139,8 @@ impl ShmRing {
         let slot_len = u32::try_from(frame_len.max(1).div_ceil(PAGE) * PAGE)
             .map_err(|_| invalid(format!("a {frame_len}-byte frame is too large for a slot")))?;
         // SAFETY: a NUL-terminated name; the flag asks for close-on-exec.
-        let fd = unsafe { libc::memfd_create(c"streamkit-frames".as_ptr(), libc::MFD_CLOEXEC) };
+        let name = std::ffi::CString::new(MEMFD_NAME).expect("no NUL in the name");
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -218,10 +221,19 @@ impl ShmView {
     #[cfg(target_os = "linux")]
     pub fn open(offer: &SharedMemoryOffer) -> Result<ShmView, String> {
         use std::os::fd::AsFd;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = format!("/proc/{}/fd/{}", offer.pid, offer.fd);
+        // Open nothing but a streamkit memfd: a hostile producer must not make
+        // us open a device, a FIFO or a terminal that another of our processes holds.
+        let target =
+            std::fs::read_link(&path).map_err(|e| format!("opening the producer's shared memory {path}: {e}"))?;
+        if !target.to_string_lossy().starts_with(&format!("/memfd:{MEMFD_NAME} ")) {
+            return Err(format!("{path} is {}, not a streamkit shared-memory ring", target.display()));
+        }
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| format!("opening the producer's shared memory {path}: {e}"))?;
         let len = region_len(offer.slots, offer.slot_len);
@@ -335,6 +347,12 @@ mod tests {
         let mut missing = ring.offer().clone();
         missing.fd = 1_000_000;
         assert!(ShmView::open(&missing).unwrap_err().contains("opening the producer's shared memory"));
+        // Another file this process holds open: not even opened.
+        let other = std::fs::File::open("/proc/self/status").unwrap();
+        let mut elsewhere = ring.offer().clone();
+        elsewhere.fd = std::os::fd::AsRawFd::as_raw_fd(&other) as u32;
+        let e = ShmView::open(&elsewhere).unwrap_err();
+        assert!(e.contains("status, not a streamkit shared-memory ring"), "{e}");
         let mut bigger = ring.offer().clone();
         bigger.slots = 3;
         assert!(ShmView::open(&bigger).unwrap_err().contains("not the"));
