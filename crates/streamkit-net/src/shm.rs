@@ -27,9 +27,15 @@
 //! own ring, dropped (and its memory freed by the kernel once the consumer's
 //! frames are gone too) when the connection ends, whoever crashes.
 //!
+//! The memfd is sealed against shrinking and growing, so neither side can
+//! truncate it under the other (which would be SIGBUS), and the consumer
+//! opens only a file that `/proc` names as a streamkit memfd and that
+//! carries those seals.
+//!
 //! Trust: both processes belong to one user on one machine and authenticated
 //! each other over the connection (token) when told to. A producer could
-//! still rewrite a slot a consumer holds; that user could also ptrace it.
+//! still rewrite a slot a consumer holds, or swap the descriptor between the
+//! consumer's check of its name and its open; it runs as the same user.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -40,8 +46,8 @@ use crate::wire::{SharedMemoryOffer, NONCE_LEN};
 
 /// Slots in a consumer's ring: one being sent, one or two held downstream.
 pub const RING_SLOTS: u32 = 4;
-/// Most slots a ring may announce.
-pub const MAX_SLOTS: u32 = 64;
+/// Most slots a ring may announce: their state words fill the control page.
+pub const MAX_SLOTS: u32 = ((PAGE - STATE_AT) / STATE_STRIDE) as u32;
 
 const PAGE: usize = 4096;
 /// The memfd's name, which `/proc/PID/fd/FD` shows as `/memfd:NAME (deleted)`.
@@ -58,9 +64,13 @@ pub fn available() -> bool {
     cfg!(target_os = "linux")
 }
 
-fn region_len(slots: u32, slot_len: u32) -> usize {
-    PAGE + slots as usize * slot_len as usize
+/// Bytes of a ring: the control page and the slots (`None` if that does not fit memory).
+fn region_len(slots: u32, slot_len: u32) -> Option<usize> {
+    (slots as usize).checked_mul(slot_len as usize)?.checked_add(PAGE)
 }
+
+#[cfg(target_os = "linux")]
+const SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 
 /// A shared mapping of a whole ring.
 struct Mapping {
@@ -74,19 +84,17 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
+    /// `populate`: fault every page in now (the producer, whose copies
+    /// must not page-fault; a consumer maps lazily, so that a sparse ring
+    /// costs it nothing).
     #[cfg(target_os = "linux")]
-    fn map(fd: std::os::fd::BorrowedFd<'_>, len: usize) -> std::io::Result<Mapping> {
+    fn map(fd: std::os::fd::BorrowedFd<'_>, len: usize, populate: bool) -> std::io::Result<Mapping> {
         use std::os::fd::AsRawFd;
-        // SAFETY: a fresh shared mapping of `len` bytes of a file at least that long.
+        let flags = libc::MAP_SHARED | if populate { libc::MAP_POPULATE } else { 0 };
+        // SAFETY: a fresh shared mapping of `len` bytes of a file exactly that
+        // long, sealed against shrinking.
         let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, fd.as_raw_fd(), 0)
         };
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
@@ -125,6 +133,8 @@ pub struct ShmRing {
     map: Mapping,
     offer: SharedMemoryOffer,
     next: u32,
+    /// Slots filled at least once (bit i), to tell when the consumer maps the ring.
+    filled_once: u64,
 }
 
 impl ShmRing {
@@ -140,18 +150,20 @@ impl ShmRing {
             .map_err(|_| invalid(format!("a {frame_len}-byte frame is too large for a slot")))?;
         // SAFETY: a NUL-terminated name; the flag asks for close-on-exec.
         let name = std::ffi::CString::new(MEMFD_NAME).expect("no NUL in the name");
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
         // SAFETY: a new descriptor that nothing else owns.
         let file = unsafe { OwnedFd::from_raw_fd(fd) };
-        let len = region_len(slots, slot_len);
-        // SAFETY: plain ftruncate of our own descriptor.
-        if unsafe { libc::ftruncate(file.as_raw_fd(), len as libc::off_t) } != 0 {
+        let len = region_len(slots, slot_len).ok_or_else(|| invalid(format!("{slots} slots of {slot_len} bytes")))?;
+        // SAFETY: plain ftruncate and fcntl on our own descriptor.
+        if unsafe { libc::ftruncate(file.as_raw_fd(), len as libc::off_t) } != 0
+            || unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
-        let map = Mapping::map(file.as_fd(), len)?;
+        let map = Mapping::map(file.as_fd(), len, true)?;
         let id = crate::auth::random_nonce();
         // SAFETY: page 0 of our fresh mapping; no other process knows the ring yet.
         let header = unsafe { std::slice::from_raw_parts_mut(map.ptr, STATE_AT) };
@@ -160,7 +172,7 @@ impl ShmRing {
         header[40..44].copy_from_slice(&slots.to_ne_bytes());
         header[44..48].copy_from_slice(&slot_len.to_ne_bytes());
         let offer = SharedMemoryOffer { pid: std::process::id(), fd: fd as u32, slots, slot_len, id };
-        Ok(ShmRing { _file: file, map, offer, next: 0 })
+        Ok(ShmRing { _file: file, map, offer, next: 0, filled_once: 0 })
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -194,7 +206,21 @@ impl ShmRing {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.ptr.add(at), data.len()) };
         self.map.state(slot).store(FILLED, Ordering::Release);
         self.next = (slot + 1) % slots;
+        self.filled_once |= 1 << slot;
         Some(slot)
+    }
+
+    /// Takes back a slot filled for a frame that was not sent after all.
+    pub fn unfill(&mut self, slot: u32) {
+        let _ = self.map.state(slot).compare_exchange(FILLED, FREE, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Whether the consumer has taken a slot, so it has mapped this ring.
+    pub fn mapped_by_consumer(&self) -> bool {
+        (0..self.offer.slots).any(|s| {
+            let state = self.map.state(s).load(Ordering::Acquire);
+            state == HELD || (state == FREE && self.filled_once & (1 << s) != 0)
+        })
     }
 }
 
@@ -221,6 +247,7 @@ impl ShmView {
     #[cfg(target_os = "linux")]
     pub fn open(offer: &SharedMemoryOffer) -> Result<ShmView, String> {
         use std::os::fd::AsFd;
+        use std::os::fd::AsRawFd;
         use std::os::unix::fs::OpenOptionsExt;
         let path = format!("/proc/{}/fd/{}", offer.pid, offer.fd);
         // Open nothing but a streamkit memfd: a hostile producer must not make
@@ -236,12 +263,18 @@ impl ShmView {
             .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| format!("opening the producer's shared memory {path}: {e}"))?;
-        let len = region_len(offer.slots, offer.slot_len);
+        // SAFETY: fcntl on a descriptor we own.
+        let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+        if seals < 0 || seals & SEALS != SEALS {
+            return Err(format!("{path} is not a sealed streamkit shared-memory ring"));
+        }
+        let len =
+            region_len(offer.slots, offer.slot_len).ok_or_else(|| format!("{path}: the ring does not fit memory"))?;
         let actual = file.metadata().map_err(|e| format!("reading {path}: {e}"))?.len();
         if actual != len as u64 {
             return Err(format!("{path} has {actual} bytes, not the {len} the producer announced"));
         }
-        let map = Mapping::map(file.as_fd(), len).map_err(|e| format!("mapping {path}: {e}"))?;
+        let map = Mapping::map(file.as_fd(), len, false).map_err(|e| format!("mapping {path}: {e}"))?;
         let header = map.header();
         let ne32 = |at: usize| u32::from_ne_bytes(header[at..at + 4].try_into().expect("4 bytes"));
         if header[..8] != MAGIC || header[8..8 + NONCE_LEN] != offer.id {
@@ -272,6 +305,7 @@ impl ShmView {
             return Err(format!("slot {slot} is not filled (state {found})"));
         }
         let offset = PAGE + slot as usize * self.offer.slot_len as usize;
+        debug_assert!(offset + len as usize <= self.map.len, "checked against the ring's layout");
         Ok(Buffer::from_external(Slot { map: self.map.clone(), slot, offset, len: len as usize }))
     }
 }
@@ -322,7 +356,44 @@ mod tests {
         assert_eq!(ring.put(&data), None, "a clone still holds the first slot");
         drop(clone);
         assert_eq!(ring.put(&data[..3]), Some(first), "the freed slot is reused");
+        ring.unfill(first);
+        assert!(view.take(first, 3).unwrap_err().contains("not filled"), "unfilled: not sent after all");
         drop(b);
+    }
+
+    #[test]
+    fn the_producer_sees_when_the_consumer_mapped_its_ring() {
+        let mut ring = ShmRing::create(100, 2).unwrap();
+        assert!(!ring.mapped_by_consumer());
+        let slot = ring.put(&[1; 100]).unwrap();
+        assert!(!ring.mapped_by_consumer(), "filled, not taken");
+        let view = ShmView::open(ring.offer()).unwrap();
+        let frame = view.take(slot, 100).unwrap();
+        assert!(ring.mapped_by_consumer(), "held");
+        drop(frame);
+        assert!(ring.mapped_by_consumer(), "given back");
+    }
+
+    #[test]
+    fn the_largest_ring_has_a_state_word_for_every_slot() {
+        assert_eq!(MAX_SLOTS, 63);
+        let mut ring = ShmRing::create(1, MAX_SLOTS).unwrap();
+        let view = ShmView::open(ring.offer()).unwrap();
+        let slots: Vec<u32> = (0..MAX_SLOTS).map(|_| ring.put(&[7]).unwrap()).collect();
+        assert_eq!(slots.last(), Some(&(MAX_SLOTS - 1)));
+        assert_eq!(view.take(MAX_SLOTS - 1, 1).unwrap().as_slice(), &[7]);
+        assert!(ShmRing::create(1, MAX_SLOTS + 1).is_err());
+    }
+
+    #[test]
+    fn neither_side_can_resize_the_ring() {
+        use std::os::fd::AsRawFd;
+        let ring = ShmRing::create(100, 1).unwrap();
+        let path = format!("/proc/self/fd/{}", ring.offer().fd);
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+        // SAFETY: ftruncate on a descriptor we own.
+        assert_ne!(unsafe { libc::ftruncate(file.as_raw_fd(), 10) }, 0, "sealed against shrinking");
+        assert_ne!(unsafe { libc::ftruncate(file.as_raw_fd(), 1 << 20) }, 0, "sealed against growing");
     }
 
     #[test]

@@ -850,10 +850,18 @@ async fn feed(
     }
 }
 
+/// Rings a consumer may not have opened yet (their SHARED_MEMORY chunk still
+/// in flight) stay open, up to this many; a consumer further behind than
+/// that fails to open one and reconnects.
+const RETIRED_RINGS: usize = 4;
+
 /// One consumer's shared-memory ring and what the consumer knows of it.
 #[derive(Default)]
 struct SharedMemoryPath {
     ring: Option<ShmRing>,
+    /// Rings replaced by a bigger one before the consumer was seen using the
+    /// ring after them: it may still have to open them.
+    retired: Vec<ShmRing>,
     /// Making a ring failed: this consumer gets TCP from now on.
     failed: bool,
 }
@@ -873,7 +881,14 @@ impl SharedMemoryPath {
                 self.failed = true;
                 Error::io("creating a shared-memory ring", e)
             })?;
-            self.ring = Some(ring);
+            if let Some(old) = self.ring.replace(ring) {
+                self.retired.push(old);
+                if self.retired.len() > RETIRED_RINGS {
+                    self.retired.remove(0);
+                }
+            }
+        } else if !self.retired.is_empty() && self.ring.as_ref().is_some_and(ShmRing::mapped_by_consumer) {
+            self.retired.clear(); // the consumer got past every older ring
         }
         let ring = self.ring.as_mut().expect("made above");
         let Some(slot) = ring.put(pixels) else {
@@ -881,7 +896,17 @@ impl SharedMemoryPath {
             return Ok(None);
         };
         let mut out = if fresh { wire::shared_memory_chunk(ring.offer()) } else { Vec::new() };
-        out.extend(wire::shared_frame_chunk(header, slot)?);
+        match wire::shared_frame_chunk(header, slot) {
+            Ok(frame) => out.extend(frame),
+            Err(e) => {
+                // Not sent: the slot goes back, and a new ring the consumer never heard of goes away.
+                ring.unfill(slot);
+                if fresh {
+                    self.ring = self.retired.pop();
+                }
+                return Err(e);
+            }
+        }
         Ok(Some(out))
     }
 }

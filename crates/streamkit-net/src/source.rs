@@ -144,6 +144,8 @@ struct Connection {
     detached: Option<std::net::TcpStream>,
     decoder: WireDecoder,
     hello: Hello,
+    /// Our JOIN asked for shared memory.
+    asked_for_shared_memory: bool,
     /// The producer's shared-memory ring, once announced.
     shm: Option<ShmView>,
 }
@@ -152,15 +154,18 @@ struct Connection {
 struct ConnectError {
     error: Error,
     permanent: bool,
+    /// The producer refused a JOIN that asked for shared memory as a
+    /// protocol error: a build from before shared memory, so ask no more.
+    refused_shared_memory: bool,
 }
 
 impl ConnectError {
     fn transient(error: Error) -> ConnectError {
-        ConnectError { error, permanent: false }
+        ConnectError { error, permanent: false, refused_shared_memory: false }
     }
 
     fn permanent(error: Error) -> ConnectError {
-        ConnectError { error, permanent: true }
+        ConnectError { error, permanent: true, refused_shared_memory: false }
     }
 }
 
@@ -217,6 +222,7 @@ async fn open(config: &NetworkSourceConfig) -> Result<Connection, ConnectError> 
             detached: None,
             decoder: WireDecoder::with_limits(what.clone(), config.limits),
             hello: Hello::one_way(Compression::None, None, None),
+            asked_for_shared_memory: false,
             shm: None,
         };
         handshake(&mut conn, config, &what).await?;
@@ -260,6 +266,7 @@ async fn handshake(conn: &mut Connection, config: &NetworkSourceConfig, what: &s
     let shared_memory = config.shared_memory && local_peer && crate::shm::available();
     let join = Join { capabilities: Compression::all_bits(), nonce, response, shared_memory };
     stream.write_all(&join.encode()).await.map_err(|e| transient(Error::io(format!("{what}: sending JOIN"), e)))?;
+    conn.asked_for_shared_memory = shared_memory;
     match conn.next_event().await.map_err(classify)? {
         WireEvent::Welcome { proof } => {
             if let Some(token) = &config.token {
@@ -274,7 +281,8 @@ async fn handshake(conn: &mut Connection, config: &NetworkSourceConfig, what: &s
             let permanent =
                 matches!(code, CloseCode::AuthFailed | CloseCode::UnsupportedVersion | CloseCode::Incompatible);
             let error = Error::invalid(format!("{what}: the producer refused the connection: {reason}"));
-            return Err(ConnectError { error, permanent });
+            let refused_shared_memory = code == CloseCode::Protocol && conn.asked_for_shared_memory;
+            return Err(ConnectError { error, permanent, refused_shared_memory });
         }
         other => {
             return Err(transient(Error::invalid(format!(
@@ -312,13 +320,18 @@ async fn connect_with_backoff(
     deadline: Option<Instant>,
     stats: &Mutex<NetworkSourceStats>,
 ) -> Result<Connection> {
+    let mut config = std::borrow::Cow::Borrowed(config);
     let mut delay = config.backoff_initial;
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match open(config).await {
+        match open(&config).await {
             Ok(conn) => return Ok(conn),
             Err(e) if e.permanent => return Err(e.error),
+            Err(e) if e.refused_shared_memory && config.shared_memory => {
+                tracing::info!("{}: {}; asking again without shared memory", config.what(), e.error);
+                config.to_mut().shared_memory = false;
+            }
             Err(e) => {
                 stats.lock().unwrap().last_error = Some(e.error.to_string());
                 let now = Instant::now();
@@ -466,6 +479,21 @@ impl NetworkSource {
         Ok(())
     }
 
+    /// The producer's ring cannot be mapped here (typically another user or
+    /// PID namespace): connects again without asking for shared memory,
+    /// whatever the reconnect policy, since plain TCP works.
+    async fn fall_back_to_tcp(&mut self, why: String) -> Result<()> {
+        let e = Error::invalid(format!("{}: cannot map the producer's shared memory: {why}", self.what));
+        tracing::warn!("{e}; connecting again without shared memory");
+        self.stats.lock().unwrap().last_error = Some(e.to_string());
+        self.config.shared_memory = false;
+        self.conn = None;
+        let deadline = Instant::now() + self.config.connect_timeout;
+        let conn = connect_with_backoff(&self.config, Some(deadline), &self.stats).await?;
+        self.attach(conn);
+        Ok(())
+    }
+
     async fn decompress(&mut self, chunk: WireFrame) -> Result<Option<Frame>> {
         let mut decompressor = self.decompressor.take().unwrap_or_default();
         if chunk.header.compression == Compression::None {
@@ -579,21 +607,24 @@ impl Source for NetworkSource {
                         }
                     }
                 }
-                Ok(WireEvent::SharedMemory(offer)) => match ShmView::open(&offer) {
-                    Ok(view) => {
-                        let conn = self.conn.as_mut().expect("the event came from it");
-                        conn.shm = Some(view);
-                    }
-                    Err(why) => {
-                        // Typically another user or PID namespace: plain TCP still works.
-                        self.config.shared_memory = false;
-                        let e =
-                            Error::invalid(format!("{}: cannot map the producer's shared memory: {why}", self.what));
+                Ok(WireEvent::SharedMemory(offer)) => {
+                    let conn = self.conn.as_mut().expect("the event came from it");
+                    if !conn.asked_for_shared_memory {
+                        let e = Error::malformed(
+                            &self.what,
+                            conn.decoder.position(),
+                            "a SHARED_MEMORY chunk we did not ask for",
+                        );
                         self.stats.lock().unwrap().last_error = Some(e.to_string());
                         self.conn = None;
                         self.reconnect(e).await?;
+                        continue;
                     }
-                },
+                    match ShmView::open(&offer) {
+                        Ok(view) => conn.shm = Some(view),
+                        Err(why) => self.fall_back_to_tcp(why).await?,
+                    }
+                }
                 Ok(WireEvent::End) => {
                     self.ended = true;
                     self.conn = None;

@@ -1211,7 +1211,8 @@ impl WireDecoder {
                 WireEvent::Error { code, reason }
             }
             ChunkKind::SharedMemory => {
-                WireEvent::SharedMemory(parse_shared_memory(header).map_err(|e| e.at(header_at))?)
+                let max_payload = self.limits.effective_max_payload();
+                WireEvent::SharedMemory(parse_shared_memory(header, max_payload).map_err(|e| e.at(header_at))?)
             }
         };
         // The empty payload's CRC is 0.
@@ -1291,8 +1292,9 @@ fn shared_slot(header: &FrameHeader, payload: &[u8]) -> Result<SharedSlot, WireE
     Ok(SharedSlot { slot, len })
 }
 
-/// Reads a SHARED_MEMORY header; offsets relative to its start.
-fn parse_shared_memory(data: &[u8]) -> Result<SharedMemoryOffer, WireError> {
+/// Reads a SHARED_MEMORY header; offsets relative to its start. A slot holds
+/// at most one payload of the receiver's limit (rounded up to whole pages).
+fn parse_shared_memory(data: &[u8], max_payload: u32) -> Result<SharedMemoryOffer, WireError> {
     if data.len() != SHARED_MEMORY_HEADER_LEN {
         return Err(WireError::invalid(
             0,
@@ -1306,10 +1308,11 @@ fn parse_shared_memory(data: &[u8]) -> Result<SharedMemoryOffer, WireError> {
             format!("a shared-memory ring of {slots} slots (1..={})", crate::shm::MAX_SLOTS),
         ));
     }
-    if slot_len == 0 || slot_len % 4096 != 0 || slot_len > HARD_MAX_PAYLOAD.next_multiple_of(4096) {
+    let max_slot = max_payload.next_multiple_of(4096);
+    if slot_len == 0 || slot_len % 4096 != 0 || slot_len > max_slot {
         return Err(WireError::invalid(
             12,
-            format!("a shared-memory slot of {slot_len} bytes (a multiple of 4096, at most {HARD_MAX_PAYLOAD})"),
+            format!("a shared-memory slot of {slot_len} bytes (a multiple of 4096, at most {max_slot})"),
         ));
     }
     let mut id = [0; NONCE_LEN];

@@ -863,7 +863,9 @@ async fn a_ring_the_consumer_cannot_map_makes_it_reconnect_over_plain_tcp() {
     let offer = wire::SharedMemoryOffer { pid: std::process::id(), fd: 999_999, slots: 2, slot_len: 4096, id: [5; 32] };
     let first = wire::shared_frame_chunk(&wire::FrameHeader::raw(&frame), 0).unwrap();
     let (addr, producer) = shm_faking_producer(offer, first, frame.clone()).await;
-    let mut source = NetworkSource::connect(source_config(addr)).await.unwrap();
+    // Even without reconnects: falling back to plain TCP is not giving up.
+    let config = NetworkSourceConfig { reconnect: Reconnect::Off, ..source_config(addr) };
+    let mut source = NetworkSource::connect(config).await.unwrap();
     let got = next_within(&mut source, 10 * SECOND, "after the fallback").await.unwrap();
     assert_eq!(got.data(), frame.data());
     let stats = source.stats();
@@ -895,4 +897,78 @@ async fn shared_frames_the_producer_did_not_provide_are_protocol_errors() {
     let e = source.next_frame().await.unwrap_err().to_string();
     assert!(e.contains("a shared-memory frame the producer did not provide: slot 0 is not filled (state 0)"), "{e}");
     drop(ring);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rings_replaced_before_the_consumer_read_their_offers_stay_open() {
+    let mut sink = NetworkSink::bind(sink_config(Compression::None, QueuePolicy::Block)).unwrap();
+    let stats = sink.stats_handle();
+    let mut source = NetworkSource::connect(source_config(sink.local_addr())).await.unwrap();
+    stats.wait_for_consumers(1).await;
+    // Three growing sizes, three rings, all sent before the consumer reads a byte.
+    let sent: Vec<Frame> = [(64, 48), (320, 240), (640, 480)]
+        .iter()
+        .enumerate()
+        .map(|(n, &(w, h))| test_frame(PixelFormat::Gray8, w, h, n as u64))
+        .collect();
+    for frame in &sent {
+        sink.write(frame).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for frame in &sent {
+        let got = next_within(&mut source, 10 * SECOND, "grown frame").await.unwrap();
+        assert_eq!(got.data(), frame.data());
+    }
+    let received = source.stats();
+    assert_eq!((received.shared_frames, received.reconnects), (3, 0), "{received:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_memory_nobody_asked_for_is_a_protocol_error() {
+    let offer = wire::SharedMemoryOffer { pid: std::process::id(), fd: 0, slots: 1, slot_len: 4096, id: [1; 32] };
+    let addr = fake_producer(wire::shared_memory_chunk(&offer)).await;
+    let config = NetworkSourceConfig { reconnect: Reconnect::Off, shared_memory: false, ..source_config(addr) };
+    let mut source = NetworkSource::connect(config).await.unwrap();
+    let e = source.next_frame().await.unwrap_err().to_string();
+    assert!(e.contains("a SHARED_MEMORY chunk we did not ask for"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_that_refuses_the_shared_memory_flag_is_asked_again_without_it() {
+    // A build from before shared memory: any JOIN flag is a protocol error.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let frame = test_frame(PixelFormat::Gray8, 16, 8, 0);
+    let sent = frame.clone();
+    let producer = tokio::spawn(async move {
+        let mut flags = Vec::new();
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let hello = Hello { handshake: true, ..Hello::one_way(Compression::None, None, None) };
+            stream.write_all(&hello.encode()).await.unwrap();
+            let mut join = [0u8; JOIN_LEN];
+            stream.read_exact(&mut join).await.unwrap();
+            let asked = Join::parse(&join).unwrap().unwrap().shared_memory;
+            flags.push(asked);
+            if asked {
+                let refusal = wire::error_chunk(
+                    CloseCode::Protocol,
+                    "join: malformed input at byte 10: unknown join flags 0x0001",
+                );
+                stream.write_all(&refusal).await.unwrap();
+                continue;
+            }
+            stream.write_all(&wire::welcome_chunk(&[0; 32])).await.unwrap();
+            stream
+                .write_all(&wire::encode_frame_chunk(&wire::FrameHeader::raw(&sent), sent.data()).unwrap())
+                .await
+                .unwrap();
+            stream.write_all(&wire::end_chunk()).await.unwrap();
+            return flags;
+        }
+    });
+    let mut source = NetworkSource::connect(source_config(addr)).await.unwrap();
+    let got = next_within(&mut source, 10 * SECOND, "from the old producer").await.unwrap();
+    assert_eq!(got.data(), frame.data());
+    assert_eq!(producer.await.unwrap(), [true, false]);
 }

@@ -583,17 +583,24 @@ fn malformed_shared_memory_chunks_get_precise_errors() {
     let with = |chunk: Vec<u8>| [hello(), chunk].concat();
     let mut header = wire::shared_memory_chunk(&offer())[CHUNK_PREFIX_LEN..CHUNK_PREFIX_LEN + 48].to_vec();
 
-    header[8..12].copy_from_slice(&65u32.to_be_bytes());
+    header[8..12].copy_from_slice(&64u32.to_be_bytes());
     let e = only_error(&with(chunk(5, 0, &header, 0, &[])));
     assert_eq!(
         e.to_string(),
-        format!("malformed input at byte {}: a shared-memory ring of 65 slots (1..=64)", at + prefix + 8)
+        format!("malformed input at byte {}: a shared-memory ring of 64 slots (1..=63)", at + prefix + 8)
     );
 
     header[8..12].copy_from_slice(&4u32.to_be_bytes());
     header[12..16].copy_from_slice(&1000u32.to_be_bytes());
     let e = only_error(&with(chunk(5, 0, &header, 0, &[])));
     assert!(e.to_string().contains("a shared-memory slot of 1000 bytes (a multiple of 4096"), "{e}");
+    // A slot bigger than any payload this receiver accepts (64 MiB by default).
+    header[12..16].copy_from_slice(&(65u32 << 20).to_be_bytes());
+    let e = only_error(&with(chunk(5, 0, &header, 0, &[])));
+    assert!(
+        e.to_string().ends_with("a shared-memory slot of 68157440 bytes (a multiple of 4096, at most 67108864)"),
+        "{e}"
+    );
 
     let e = only_error(&with(chunk(5, 0, &header[..40], 0, &[])));
     assert!(e.to_string().ends_with("a SHARED_MEMORY header has 40 bytes, not 48"), "{e}");
