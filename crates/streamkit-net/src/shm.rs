@@ -49,7 +49,8 @@ pub const RING_SLOTS: u32 = 4;
 /// Most slots a ring may announce: their state words fill the control page.
 pub const MAX_SLOTS: u32 = ((PAGE - STATE_AT) / STATE_STRIDE) as u32;
 
-const PAGE: usize = 4096;
+/// Slots start on page boundaries and are whole pages long.
+pub const PAGE: usize = 4096;
 /// The memfd's name, which `/proc/PID/fd/FD` shows as `/memfd:NAME (deleted)`.
 const MEMFD_NAME: &str = "streamkit-frames";
 const MAGIC: [u8; 8] = *b"SKSHM\0\0\x01";
@@ -62,6 +63,11 @@ const HELD: u32 = 2;
 /// Whether this build can share memory with a local peer (Linux: `memfd` and `/proc`).
 pub fn available() -> bool {
     cfg!(target_os = "linux")
+}
+
+/// Where slot `slot` starts in a ring of `slot_len`-byte slots.
+fn slot_offset(slot: u32, slot_len: u32) -> usize {
+    PAGE + slot as usize * slot_len as usize
 }
 
 /// Bytes of a ring: the control page and the slots (`None` if that does not fit memory).
@@ -148,8 +154,8 @@ impl ShmRing {
         }
         let slot_len = u32::try_from(frame_len.max(1).div_ceil(PAGE) * PAGE)
             .map_err(|_| invalid(format!("a {frame_len}-byte frame is too large for a slot")))?;
-        // SAFETY: a NUL-terminated name; the flag asks for close-on-exec.
         let name = std::ffi::CString::new(MEMFD_NAME).expect("no NUL in the name");
+        // SAFETY: a NUL-terminated name and valid flags.
         let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
@@ -200,7 +206,7 @@ impl ShmRing {
         let slots = self.offer.slots;
         let slot =
             (0..slots).map(|i| (self.next + i) % slots).find(|&s| self.map.state(s).load(Ordering::Acquire) == FREE)?;
-        let at = PAGE + slot as usize * self.slot_len();
+        let at = slot_offset(slot, self.offer.slot_len);
         // SAFETY: a free slot inside the mapping: the consumer does not read it
         // until it is marked filled below and named in a FRAME chunk.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.ptr.add(at), data.len()) };
@@ -208,11 +214,6 @@ impl ShmRing {
         self.next = (slot + 1) % slots;
         self.filled_once |= 1 << slot;
         Some(slot)
-    }
-
-    /// Takes back a slot filled for a frame that was not sent after all.
-    pub fn unfill(&mut self, slot: u32) {
-        let _ = self.map.state(slot).compare_exchange(FILLED, FREE, Ordering::AcqRel, Ordering::Relaxed);
     }
 
     /// Whether the consumer has taken a slot, so it has mapped this ring.
@@ -230,12 +231,6 @@ impl std::fmt::Debug for ShmRing {
     }
 }
 
-impl std::fmt::Debug for ShmView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ShmView({} x {} bytes of pid {})", self.offer.slots, self.offer.slot_len, self.offer.pid)
-    }
-}
-
 /// The consumer's side: the producer's ring, mapped.
 pub struct ShmView {
     map: Arc<Mapping>,
@@ -246,8 +241,7 @@ impl ShmView {
     /// Maps the ring an offer names and checks that it is that ring.
     #[cfg(target_os = "linux")]
     pub fn open(offer: &SharedMemoryOffer) -> Result<ShmView, String> {
-        use std::os::fd::AsFd;
-        use std::os::fd::AsRawFd;
+        use std::os::fd::{AsFd, AsRawFd};
         use std::os::unix::fs::OpenOptionsExt;
         let path = format!("/proc/{}/fd/{}", offer.pid, offer.fd);
         // Open nothing but a streamkit memfd: a hostile producer must not make
@@ -304,9 +298,15 @@ impl ShmView {
         if let Err(found) = state.compare_exchange(FILLED, HELD, Ordering::Acquire, Ordering::Relaxed) {
             return Err(format!("slot {slot} is not filled (state {found})"));
         }
-        let offset = PAGE + slot as usize * self.offer.slot_len as usize;
+        let offset = slot_offset(slot, self.offer.slot_len);
         debug_assert!(offset + len as usize <= self.map.len, "checked against the ring's layout");
         Ok(Buffer::from_external(Slot { map: self.map.clone(), slot, offset, len: len as usize }))
+    }
+}
+
+impl std::fmt::Debug for ShmView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ShmView({} x {} bytes of pid {})", self.offer.slots, self.offer.slot_len, self.offer.pid)
     }
 }
 
@@ -356,8 +356,6 @@ mod tests {
         assert_eq!(ring.put(&data), None, "a clone still holds the first slot");
         drop(clone);
         assert_eq!(ring.put(&data[..3]), Some(first), "the freed slot is reused");
-        ring.unfill(first);
-        assert!(view.take(first, 3).unwrap_err().contains("not filled"), "unfilled: not sent after all");
         drop(b);
     }
 

@@ -817,16 +817,15 @@ async fn feed(
             continue;
         }
         need_keyframe = false;
-        let in_memory = via_memory.as_mut().and_then(|path| match path.prepare(&chunk) {
-            Ok(bytes) => bytes,
-            Err(e) => {
+        let in_memory = match via_memory.as_mut().map(|path| path.prepare(&chunk)) {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => {
                 tracing::warn!("{}: shared memory failed ({e}); sending raw frames over TCP", shared.what);
+                via_memory = None;
                 None
             }
-        });
-        if via_memory.as_ref().is_some_and(|p| p.failed) {
-            via_memory = None;
-        }
+            None => None,
+        };
         let (parts, len) = match &in_memory {
             Some(bytes) => ([&bytes[..], &[][..], &[][..]], bytes.len()),
             None => (chunk.parts(), chunk.len()),
@@ -862,25 +861,22 @@ struct SharedMemoryPath {
     /// Rings replaced by a bigger one before the consumer was seen using the
     /// ring after them: it may still have to open them.
     retired: Vec<ShmRing>,
-    /// Making a ring failed: this consumer gets TCP from now on.
-    failed: bool,
 }
 
 impl SharedMemoryPath {
     /// For a raw chunk, copies the pixels into a free slot and returns what
     /// to send instead (a new ring's SHARED_MEMORY chunk first when the
     /// frame outgrew the old one); `None` to send the chunk inline (not raw,
-    /// or every slot still held by the consumer).
+    /// or every slot still held by the consumer). After an error, send this
+    /// consumer everything over TCP.
     fn prepare(&mut self, chunk: &EncodedChunk) -> Result<Option<Vec<u8>>> {
         let Some((header, pixels)) = chunk.raw() else {
             return Ok(None);
         };
         let fresh = self.ring.as_ref().is_none_or(|r| r.slot_len() < pixels.len());
         if fresh {
-            let ring = ShmRing::create(pixels.len(), shm::RING_SLOTS).map_err(|e| {
-                self.failed = true;
-                Error::io("creating a shared-memory ring", e)
-            })?;
+            let ring = ShmRing::create(pixels.len(), shm::RING_SLOTS)
+                .map_err(|e| Error::io("creating a shared-memory ring", e))?;
             if let Some(old) = self.ring.replace(ring) {
                 self.retired.push(old);
                 if self.retired.len() > RETIRED_RINGS {
@@ -896,17 +892,7 @@ impl SharedMemoryPath {
             return Ok(None);
         };
         let mut out = if fresh { wire::shared_memory_chunk(ring.offer()) } else { Vec::new() };
-        match wire::shared_frame_chunk(header, slot) {
-            Ok(frame) => out.extend(frame),
-            Err(e) => {
-                // Not sent: the slot goes back, and a new ring the consumer never heard of goes away.
-                ring.unfill(slot);
-                if fresh {
-                    self.ring = self.retired.pop();
-                }
-                return Err(e);
-            }
-        }
+        out.extend(wire::shared_frame_chunk(header, slot)?);
         Ok(Some(out))
     }
 }

@@ -14,8 +14,8 @@
 //! Connected over loopback, it asks for raw frames through shared memory
 //! ([`crate::shm`]): the frame it yields is then the producer's ring slot,
 //! mapped, and goes back to the producer when the frame drops. If the ring
-//! cannot be mapped (another user, another PID namespace) it reconnects
-//! without asking.
+//! cannot be mapped (another user, another PID namespace) it connects again
+//! without asking, whatever the reconnect policy.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -479,6 +479,21 @@ impl NetworkSource {
         Ok(())
     }
 
+    /// Connects, retrying for up to `connect_timeout`.
+    async fn connect_within_timeout(&mut self) -> Result<()> {
+        let deadline = Instant::now() + self.config.connect_timeout;
+        let conn = connect_with_backoff(&self.config, Some(deadline), &self.stats).await?;
+        self.attach(conn);
+        Ok(())
+    }
+
+    /// Drops the connection because of `e` and reconnects as the policy says.
+    async fn lose_connection(&mut self, e: Error) -> Result<()> {
+        self.stats.lock().unwrap().last_error = Some(e.to_string());
+        self.conn = None;
+        self.reconnect(e).await
+    }
+
     /// The producer's ring cannot be mapped here (typically another user or
     /// PID namespace): connects again without asking for shared memory,
     /// whatever the reconnect policy, since plain TCP works.
@@ -488,10 +503,7 @@ impl NetworkSource {
         self.stats.lock().unwrap().last_error = Some(e.to_string());
         self.config.shared_memory = false;
         self.conn = None;
-        let deadline = Instant::now() + self.config.connect_timeout;
-        let conn = connect_with_backoff(&self.config, Some(deadline), &self.stats).await?;
-        self.attach(conn);
-        Ok(())
+        self.connect_within_timeout().await
     }
 
     async fn decompress(&mut self, chunk: WireFrame) -> Result<Option<Frame>> {
@@ -548,9 +560,7 @@ impl Source for NetworkSource {
                 if self.connected_once {
                     self.reconnect(cause).await?;
                 } else {
-                    let deadline = Instant::now() + self.config.connect_timeout;
-                    let conn = connect_with_backoff(&self.config, Some(deadline), &self.stats).await?;
-                    self.attach(conn);
+                    self.connect_within_timeout().await?;
                 }
             }
             let conn = self.conn.as_mut().expect("connected above");
@@ -561,9 +571,10 @@ impl Source for NetworkSource {
             match event {
                 Ok(WireEvent::Frame(mut chunk)) => {
                     if let Some(slot) = chunk.shared {
-                        let view = self.conn.as_ref().and_then(|c| c.shm.as_ref());
-                        match view
-                            .ok_or_else(|| "before any SHARED_MEMORY chunk".to_string())
+                        match conn
+                            .shm
+                            .as_ref()
+                            .ok_or("before any SHARED_MEMORY chunk".into())
                             .and_then(|v| v.take(slot.slot, slot.len))
                         {
                             Ok(pixels) => {
@@ -571,14 +582,8 @@ impl Source for NetworkSource {
                                 self.stats.lock().unwrap().shared_frames += 1;
                             }
                             Err(why) => {
-                                let e = Error::malformed(
-                                    &self.what,
-                                    chunk.offset,
-                                    format!("a shared-memory frame the producer did not provide: {why}"),
-                                );
-                                self.stats.lock().unwrap().last_error = Some(e.to_string());
-                                self.conn = None;
-                                self.reconnect(e).await?;
+                                let why = format!("a shared-memory frame the producer did not provide: {why}");
+                                self.lose_connection(Error::malformed(&self.what, chunk.offset, why)).await?;
                                 continue;
                             }
                         }
@@ -608,16 +613,10 @@ impl Source for NetworkSource {
                     }
                 }
                 Ok(WireEvent::SharedMemory(offer)) => {
-                    let conn = self.conn.as_mut().expect("the event came from it");
                     if !conn.asked_for_shared_memory {
-                        let e = Error::malformed(
-                            &self.what,
-                            conn.decoder.position(),
-                            "a SHARED_MEMORY chunk we did not ask for",
-                        );
-                        self.stats.lock().unwrap().last_error = Some(e.to_string());
-                        self.conn = None;
-                        self.reconnect(e).await?;
+                        let why = "a SHARED_MEMORY chunk we did not ask for";
+                        let e = Error::malformed(&self.what, conn.decoder.position(), why);
+                        self.lose_connection(e).await?;
                         continue;
                     }
                     match ShmView::open(&offer) {
@@ -645,15 +644,9 @@ impl Source for NetworkSource {
                         self.what,
                         event_name(&other)
                     ));
-                    self.stats.lock().unwrap().last_error = Some(e.to_string());
-                    self.conn = None;
-                    self.reconnect(e).await?;
+                    self.lose_connection(e).await?;
                 }
-                Err(e) => {
-                    self.stats.lock().unwrap().last_error = Some(e.to_string());
-                    self.conn = None;
-                    self.reconnect(e).await?;
-                }
+                Err(e) => self.lose_connection(e).await?,
             }
         }
     }

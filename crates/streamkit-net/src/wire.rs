@@ -1308,11 +1308,12 @@ fn parse_shared_memory(data: &[u8], max_payload: u32) -> Result<SharedMemoryOffe
             format!("a shared-memory ring of {slots} slots (1..={})", crate::shm::MAX_SLOTS),
         ));
     }
-    let max_slot = max_payload.next_multiple_of(4096);
-    if slot_len == 0 || slot_len % 4096 != 0 || slot_len > max_slot {
+    let page = crate::shm::PAGE as u32;
+    let max_slot = max_payload.next_multiple_of(page);
+    if slot_len == 0 || slot_len % page != 0 || slot_len > max_slot {
         return Err(WireError::invalid(
             12,
-            format!("a shared-memory slot of {slot_len} bytes (a multiple of 4096, at most {max_slot})"),
+            format!("a shared-memory slot of {slot_len} bytes (a multiple of {page}, at most {max_slot})"),
         ));
     }
     let mut id = [0; NONCE_LEN];

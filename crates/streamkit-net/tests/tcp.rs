@@ -416,17 +416,23 @@ async fn hostile_consumers_get_precise_refusals_and_never_disturb_the_others() {
     assert!(got * 10 >= frames_sent * 9, "the good consumer got {got} of {frames_sent} frames");
 }
 
+/// Accepts a consumer as a raw-frame producer: sends HELLO, reads its JOIN.
+async fn accept_join(listener: &TcpListener) -> (TcpStream, Join) {
+    let (mut stream, _) = listener.accept().await.unwrap();
+    let hello = Hello { handshake: true, ..Hello::one_way(Compression::None, None, None) };
+    stream.write_all(&hello.encode()).await.unwrap();
+    let mut join = [0u8; JOIN_LEN];
+    stream.read_exact(&mut join).await.unwrap();
+    (stream, Join::parse(&join).unwrap().unwrap())
+}
+
 /// A producer that answers the handshake, then sends `after` and keeps the
 /// connection open for a while.
 async fn fake_producer(after: Vec<u8>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let hello = Hello { handshake: true, ..Hello::one_way(Compression::None, None, None) };
-        stream.write_all(&hello.encode()).await.unwrap();
-        let mut join = [0u8; JOIN_LEN];
-        stream.read_exact(&mut join).await.unwrap();
+        let (mut stream, _) = accept_join(&listener).await;
         stream.write_all(&wire::welcome_chunk(&[0; 32])).await.unwrap();
         stream.write_all(&after).await.unwrap();
         tokio::time::sleep(2 * SECOND).await;
@@ -729,12 +735,17 @@ async fn an_h264_consumer_that_falls_behind_skips_to_a_fresh_keyframe_and_never_
 // ---------------------------------------------------------------------------
 // Same-host consumers: raw frames through shared memory
 
+/// A raw, lossless (`block`) sink with one default consumer connected to it.
+async fn lossless_raw_pair() -> (NetworkSink, NetworkSource) {
+    let sink = NetworkSink::bind(sink_config(Compression::None, QueuePolicy::Block)).unwrap();
+    let source = NetworkSource::connect(source_config(sink.local_addr())).await.unwrap();
+    sink.stats_handle().wait_for_consumers(1).await;
+    (sink, source)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_frames_to_a_local_consumer_go_through_shared_memory_intact() {
-    let mut sink = NetworkSink::bind(sink_config(Compression::None, QueuePolicy::Block)).unwrap();
-    let stats = sink.stats_handle();
-    let mut source = NetworkSource::connect(source_config(sink.local_addr())).await.unwrap();
-    stats.wait_for_consumers(1).await;
+    let (mut sink, mut source) = lossless_raw_pair().await;
     // Formats alternate and the size grows once: the producer offers a bigger ring.
     let shapes =
         [(PixelFormat::I420, 320, 240), (PixelFormat::Rgba8Premul, 320, 240), (PixelFormat::Rgba8Premul, 640, 360)];
@@ -752,7 +763,7 @@ async fn raw_frames_to_a_local_consumer_go_through_shared_memory_intact() {
     let received = source.stats();
     assert_eq!(received.shared_frames, sent_frames, "{received:?}");
     assert!(received.bytes < sent_frames * 1024, "only chunk headers crossed the socket: {received:?}");
-    let sent = stats.snapshot();
+    let sent = sink.stats();
     assert_eq!(sent.chunks_shared, sent_frames, "{sent:?}");
     sink.close().await.unwrap();
     assert!(next_within(&mut source, 5 * SECOND, "end").await.is_none());
@@ -792,10 +803,7 @@ async fn shm_off_on_either_side_sends_every_byte_over_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_that_keeps_frames_gets_the_rest_inline_and_its_slots_come_back() {
     let slots = streamkit_net::shm::RING_SLOTS as u64;
-    let mut sink = NetworkSink::bind(sink_config(Compression::None, QueuePolicy::Block)).unwrap();
-    let stats = sink.stats_handle();
-    let mut source = NetworkSource::connect(source_config(sink.local_addr())).await.unwrap();
-    stats.wait_for_consumers(1).await;
+    let (mut sink, mut source) = lossless_raw_pair().await;
     let mut kept = Vec::new();
     for n in 0..slots + 3 {
         let sent = test_frame(PixelFormat::Rgba8Premul, 160, 120, n);
@@ -831,12 +839,7 @@ async fn shm_faking_producer(
     let task = tokio::spawn(async move {
         let mut flags = Vec::new();
         for connection in 0..2 {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let hello = Hello { handshake: true, ..Hello::one_way(Compression::None, None, None) };
-            stream.write_all(&hello.encode()).await.unwrap();
-            let mut join = [0u8; JOIN_LEN];
-            stream.read_exact(&mut join).await.unwrap();
-            let join = Join::parse(&join).unwrap().unwrap();
+            let (mut stream, join) = accept_join(&listener).await;
             flags.push(join.shared_memory);
             stream.write_all(&wire::welcome_chunk(&[0; 32])).await.unwrap();
             if connection == 0 {
@@ -901,10 +904,7 @@ async fn shared_frames_the_producer_did_not_provide_are_protocol_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rings_replaced_before_the_consumer_read_their_offers_stay_open() {
-    let mut sink = NetworkSink::bind(sink_config(Compression::None, QueuePolicy::Block)).unwrap();
-    let stats = sink.stats_handle();
-    let mut source = NetworkSource::connect(source_config(sink.local_addr())).await.unwrap();
-    stats.wait_for_consumers(1).await;
+    let (mut sink, mut source) = lossless_raw_pair().await;
     // Three growing sizes, three rings, all sent before the consumer reads a byte.
     let sent: Vec<Frame> = [(64, 48), (320, 240), (640, 480)]
         .iter()
@@ -943,12 +943,8 @@ async fn a_producer_that_refuses_the_shared_memory_flag_is_asked_again_without_i
     let producer = tokio::spawn(async move {
         let mut flags = Vec::new();
         loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let hello = Hello { handshake: true, ..Hello::one_way(Compression::None, None, None) };
-            stream.write_all(&hello.encode()).await.unwrap();
-            let mut join = [0u8; JOIN_LEN];
-            stream.read_exact(&mut join).await.unwrap();
-            let asked = Join::parse(&join).unwrap().unwrap().shared_memory;
+            let (mut stream, join) = accept_join(&listener).await;
+            let asked = join.shared_memory;
             flags.push(asked);
             if asked {
                 let refusal = wire::error_chunk(
